@@ -1,0 +1,51 @@
+"""Carbon intensity (g CO2-eq/kWh, offline only) and facility PUE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .base import DEFAULT_PUE, DEFAULT_PUE_MEANING, ConstantIntensity, Intensity, check_pue
+
+__all__ = [
+    "Intensity",
+    "ConstantIntensity",
+    "check_pue",
+    "resolve_intensity",
+    "DEFAULT_PUE",
+    "DEFAULT_PUE_MEANING",
+]
+
+
+def resolve_intensity(
+    intensity: float | Intensity | str | Path | None = None,
+    country: str | None = None,
+    region: str | None = None,
+) -> Intensity:
+    """One intensity source from the user's arguments (at most one of them); world average when none.
+
+    ``intensity`` may be a number (g/kWh), an :class:`Intensity`, or the path of an hourly CSV.
+
+    Raises:
+        ConfigError: more than one source, an unknown country or region, a bad number or file.
+    """
+    given = [name for name, v in (("intensity", intensity), ("country", country), ("region", region)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of intensity=, country=, region= (got {', '.join(given)})")
+    if isinstance(intensity, Intensity):
+        return intensity
+    if isinstance(intensity, (int, float)) and not isinstance(intensity, bool):
+        return ConstantIntensity(float(intensity))
+    if isinstance(intensity, (str, Path)):
+        from .timeseries import load_intensity_csv
+
+        return load_intensity_csv(intensity)
+    if intensity is not None:
+        raise ConfigError(f"intensity={intensity!r} is not allowed: give g/kWh, an Intensity or a CSV path")
+    from .country import country_intensity, region_intensity, world_intensity
+
+    if country is not None:
+        return country_intensity(country)
+    if region is not None:
+        return region_intensity(region)
+    return world_intensity()
