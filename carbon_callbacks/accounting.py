@@ -5,6 +5,7 @@ Adapters (Lightning, SpeechBrain) only wire hooks to this class and reduce measu
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 import uuid
@@ -107,10 +108,10 @@ class EnergyAccountant:
         self.meter_spec = meter
         self.intensity = resolve_intensity(intensity=intensity, country=country, region=region)
         self.pue = check_pue(pue)
-        if price_per_kwh is not None and not float(price_per_kwh) >= 0:
+        if price_per_kwh is not None and not _as_float(price_per_kwh) >= 0:
             raise ConfigError(f"price_per_kwh={price_per_kwh!r} is not allowed: give a number >= 0 or None")
         self.price_per_kwh = None if price_per_kwh is None else float(price_per_kwh)
-        if not float(heartbeat_s) > 0:
+        if not _as_float(heartbeat_s) > 0:
             raise ConfigError(f"heartbeat_s={heartbeat_s!r} is not allowed: give a number of seconds > 0")
         self.heartbeat_s = float(heartbeat_s)
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -141,6 +142,7 @@ class EnergyAccountant:
             from .meters.auto import auto_meter
 
             meter = auto_meter(device=device)
+        meter.start()  # an unreadable meter the user chose fails here, at setup, not hours into training
         self.meter = meter
         self._recorder = WindowRecorder(meter, host=host, sync=sync)
         self._writer = LedgerWriter(directory) if (is_writer and directory is not None) else None
@@ -166,16 +168,18 @@ class EnergyAccountant:
             self.attempt += 1
             return None
         rows = [r for r in self._writer.existing_rows() if r.run_id == self.run_id]
-        self.attempt = max([r.attempt for r in rows], default=0) + 1
         aborted = self._writer.take_open_window()
-        if aborted is not None and aborted.run_id == self.run_id:
+        if aborted is not None and aborted.run_id != self.run_id:
+            aborted = None
+        if aborted is not None:
             self._writer.append(aborted)
             rows.append(aborted)
+        self.attempt = max([r.attempt for r in rows] + [self.attempt]) + 1  # after the crashed attempt's row
         for row in rows[self.rows_written :]:
             self.totals.add(row)
         self.rows_written = len(rows)
         self._writer.write_metadata(self.metadata())
-        return aborted if aborted is not None and aborted.run_id == self.run_id else None
+        return aborted
 
     def close(self) -> None:
         """Release the meter. Safe to call twice."""
@@ -325,6 +329,14 @@ class EnergyAccountant:
             "python": platform.python_version(),
             "versions": _versions(),
         }
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)``, or NaN (which fails every range check) when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _versions() -> dict[str, str]:

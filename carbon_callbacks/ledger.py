@@ -2,7 +2,9 @@
 
 Each row is written with one ``write`` on a file opened with ``O_APPEND`` and flushed to disk with ``fsync``, so
 the file is readable while the run is alive and survives a kill at any moment. Reopening appends, never
-rewrites; a partial last line left by a kill is closed with a newline and skipped by :func:`read_ledger`.
+rewrites; a partial last line left by a kill is closed with :data:`PARTIAL_MARK` and a newline, and
+:func:`read_ledger` skips every line that carries the mark, is not newline-terminated, or does not parse.
+Text fields never contain a line break or the mark (they are replaced by spaces), so one row is one line.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "OPEN_FILENAME",
     "LedgerRow",
     "LEDGER_COLUMNS",
+    "PARTIAL_MARK",
     "LedgerWriter",
     "read_ledger",
     "read_metadata",
@@ -33,6 +36,8 @@ __all__ = [
 LEDGER_FILENAME = "energy.csv"
 META_FILENAME = "energy.meta.json"
 OPEN_FILENAME = "energy.open.json"
+#: Appended to a line cut off by a kill before the next row: lines carrying it are skipped by the reader.
+PARTIAL_MARK = "<cut off by a kill; skipped>"
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,15 @@ _FLOATS = {f.name for f in fields(LedgerRow) if f.type == "float"}
 _INTS = {f.name for f in fields(LedgerRow) if f.type == "int"}
 
 
+def _clean(text: str) -> str:
+    """One-line text without the partial-line mark."""
+    return text.replace("\r", " ").replace("\n", " ").replace(PARTIAL_MARK, " ")
+
+
 def _format(row: LedgerRow) -> str:
-    values = asdict(row)
-    values["metrics"] = json.dumps({k: float(v) for k, v in row.metrics.items()}, sort_keys=True)
+    values = {k: _clean(v) if isinstance(v, str) else v for k, v in asdict(row).items()}
+    metrics = {_clean(str(k)): float(v) for k, v in row.metrics.items()}
+    values["metrics"] = json.dumps(metrics, sort_keys=True)
     values["estimated"] = "true" if row.estimated else "false"
     for key in _FLOATS:
         values[key] = repr(float(values[key]))  # repr keeps every digit of a float64
@@ -115,21 +126,30 @@ def read_ledger(path: str | os.PathLike) -> list[LedgerRow]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ReadError(f"{path}: cannot read the ledger ({exc.strerror or exc})") from None
-    lines = text.splitlines()
-    if not lines:
+    if not text.strip():
         raise ReadError(f"{path}: the ledger is empty")
-    header = next(csv.reader([lines[0]]))
+    lines = text.split("\n")  # the last item is "" or a line still being written / cut off
+    header = _split(lines[0].rstrip("\r")) or []
     if tuple(header) != LEDGER_COLUMNS:
         raise ReadError(f"{path}: not a carbon_callbacks ledger (header {','.join(header[:4])}...)")
     rows = []
-    for values in csv.reader(lines[1:]):
-        if len(values) != len(LEDGER_COLUMNS):
+    for line in lines[1:-1]:
+        values = _split(line.rstrip("\r"))
+        if values is None or len(values) != len(LEDGER_COLUMNS) or PARTIAL_MARK in line:
             continue
         try:
             rows.append(_parse(values))
         except (ValueError, TypeError):
             continue
     return rows
+
+
+def _split(line: str) -> list[str] | None:
+    """The cells of one physical line; None when it is not well-formed CSV (e.g. cut inside a quoted field)."""
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error:
+        return None
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
@@ -190,7 +210,7 @@ class LedgerWriter:
                 csv.writer(buf, lineterminator="\n").writerow(LEDGER_COLUMNS)
                 prefix = buf.getvalue()
             elif not _ends_with_newline(self.path, size):
-                prefix = "\n"  # close a partial line left by a kill; the reader skips it
+                prefix = PARTIAL_MARK + "\n"  # close a partial line left by a kill; the reader skips it
             os.write(fd, (prefix + _format(row)).encode("utf-8"))
             os.fsync(fd)
         finally:

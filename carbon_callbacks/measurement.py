@@ -85,11 +85,14 @@ class Measurement:
 
 
 def _join(a: str | None, b: str | None) -> str:
+    """Union of two method labels; ``extrapolated`` stays a suffix (``nvml_counter+extrapolated``)."""
     if not a or a == b:
         return b or ""
     if not b:
         return a
-    return "+".join(sorted({*a.split("+"), *b.split("+")}))
+    parts = {*a.split("+"), *b.split("+")} - {""}
+    suffix = ["extrapolated"] if "extrapolated" in parts else []
+    return "+".join(sorted(parts - set(suffix)) + suffix)
 
 
 @dataclass

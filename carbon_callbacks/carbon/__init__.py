@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 from ..errors import ConfigError
 from .base import DEFAULT_PUE, DEFAULT_PUE_MEANING, ConstantIntensity, Intensity, check_pue
+from .country import country_intensity, list_countries, list_regions, region_intensity, world_intensity
+from .timeseries import TimeSeriesIntensity, load_intensity_csv
 
 __all__ = [
     "Intensity",
@@ -14,6 +17,13 @@ __all__ = [
     "resolve_intensity",
     "DEFAULT_PUE",
     "DEFAULT_PUE_MEANING",
+    "country_intensity",
+    "region_intensity",
+    "world_intensity",
+    "list_countries",
+    "list_regions",
+    "TimeSeriesIntensity",
+    "load_intensity_csv",
 ]
 
 
@@ -34,16 +44,12 @@ def resolve_intensity(
         raise ConfigError(f"give at most one of intensity=, country=, region= (got {', '.join(given)})")
     if isinstance(intensity, Intensity):
         return intensity
-    if isinstance(intensity, (int, float)) and not isinstance(intensity, bool):
+    if isinstance(intensity, numbers.Real) and not isinstance(intensity, bool):  # numpy scalars too
         return ConstantIntensity(float(intensity))
     if isinstance(intensity, (str, Path)):
-        from .timeseries import load_intensity_csv
-
         return load_intensity_csv(intensity)
     if intensity is not None:
         raise ConfigError(f"intensity={intensity!r} is not allowed: give g/kWh, an Intensity or a CSV path")
-    from .country import country_intensity, region_intensity, world_intensity
-
     if country is not None:
         return country_intensity(country)
     if region is not None:

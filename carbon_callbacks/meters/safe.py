@@ -30,7 +30,11 @@ class DegradingMeter(Meter):
         self._t_last = 0.0
 
     def start(self) -> None:
-        self.inner.start()
+        if self.failure is None:
+            try:
+                self.inner.start()
+            except MeterError as exc:
+                self._degrade(exc)
         if self._t0 is None:
             self._t0 = self.clock()
             self._t_last = self._t0
