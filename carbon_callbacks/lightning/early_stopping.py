@@ -17,9 +17,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
 
 from ..analysis.stopping import Decision, EnergyAwareRule
+from ..analysis.threshold import resolve_threshold
 from ..errors import ConfigError
 from ._dist import warn_if_foreign_trainer
-from ._threshold import check_threshold
 from .tracker import EnergyTracker, find_tracker
 
 __all__ = ["EnergyAwareEarlyStopping"]
@@ -93,7 +93,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         self.rule_kwargs = dict(rule_kwargs or {})
         self.rule = rule
         self.tracker = tracker
-        self.threshold_per_unit, suggested_kwargs = check_threshold(threshold, unit=unit, mode=mode, monitor=monitor)
+        self.threshold_per_unit, suggested_kwargs = resolve_threshold(threshold, unit=unit, metric=monitor, mode=mode)
         self.rule_kwargs = {**suggested_kwargs, **self.rule_kwargs}
         if self.energy_rule:
             self._energy_rule()  # bad rule arguments fail here, not at the first check

@@ -5,7 +5,7 @@ recoverable line ``energy: !ref <energy_tracker>``. Code path: ``with_energy(ASR
 """
 
 from .brain import EnergyBrainMixin, with_energy
-from .counter import EnergyAwareEpochCounter, infer_metric, load_threshold
+from .counter import EnergyAwareEpochCounter, infer_metric
 from .eer import score_trials, trial_label
 from .logger import ENERGY_KEYS, EnergyTrainLogger
 from .records import EpochEnergy, InferenceEnergy
@@ -24,5 +24,4 @@ __all__ = [
     "ENERGY_KEYS",
     "MISSING_RECOVERABLE",
     "infer_metric",
-    "load_threshold",
 ]

@@ -17,54 +17,19 @@ from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.epoch_loop import EpochCounter
 
 from ..analysis.stopping import EnergyAwareRule
-from ..errors import ConfigError, ReadError
+from ..analysis.threshold import resolve_threshold
+from ..errors import ConfigError
 from ._dist import broadcast_from_main
 from .records import EpochEnergy
 from .tracker import EnergyTracker
 
-__all__ = ["EnergyAwareEpochCounter", "load_threshold", "infer_metric"]
+__all__ = ["EnergyAwareEpochCounter", "infer_metric"]
 
 logger = logging.getLogger(__name__)
 
 #: Validation stats preferred as the monitored metric, in order, when ``metric=None``.
 PREFERRED_METRICS: tuple[str, ...] = ("WER", "CER", "PER", "EER", "error_rate", "ErrorRate", "error", "loss")
 _RECENT_EPOCHS = 3
-
-
-def load_threshold(threshold: float | str | Path | None) -> float | None:
-    """A threshold given as a number, or as a file: a number alone, or JSON with a ``threshold`` key.
-
-    Raises:
-        ReadError: the file cannot be read. ConfigError: no usable number in it / a negative value.
-    """
-    if threshold is None:
-        return None
-    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-        value = float(threshold)
-    elif isinstance(threshold, (str, Path)):
-        value = _threshold_from_file(Path(threshold))
-    else:
-        raise ConfigError(f"threshold={threshold!r} is not allowed: give a number >= 0, a file path, or null")
-    if not value >= 0 or math.isinf(value):
-        raise ConfigError(f"threshold={threshold!r} is not allowed: give a finite number >= 0")
-    return value
-
-
-def _threshold_from_file(path: Path) -> float:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ReadError(f"{path}: cannot read the threshold file ({exc.strerror or exc})") from None
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = text
-    if isinstance(data, dict):
-        data = data.get("threshold")
-    try:
-        return float(data)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{path}: no threshold in it: write a number, or JSON like {{\"threshold\": 2.5}}") from None
 
 
 def infer_metric(metrics: Sequence[str]) -> str | None:
@@ -141,8 +106,8 @@ class EnergyAwareEpochCounter(EpochCounter):
         self.unit, self.mode, self.metric = unit, mode, metric
         self.max_kwh = _budget("max_kwh", max_kwh)
         self.max_kg_co2 = _budget("max_kg_co2", max_kg_co2)
-        self.threshold = load_threshold(threshold)
-        self.rule = _build_rule(rule, self.threshold, unit, mode, dict(rule_kwargs))
+        self.threshold, suggested_kwargs = resolve_threshold(threshold, unit=unit, metric=metric, mode=mode)
+        self.rule = _build_rule(rule, self.threshold, unit, mode, {**suggested_kwargs, **rule_kwargs})
         self.stop_reason = ""
         self._saved_history: dict[int, EpochEnergy] = {}
         if metric is not None:

@@ -382,7 +382,7 @@ def test_energy_rule_without_a_tracker_names_the_fix(tmp_path):
         (dict(threshold=-0.1), "threshold"),
         (dict(threshold="-1"), "threshold"),
         (dict(threshold=math.inf), "threshold"),
-        (dict(threshold="/no/such/run"), "neither a number nor an existing run"),
+        (dict(threshold="/no/such/run"), "neither a number nor an existing"),
         (dict(unit="joules"), "unit"),
         (dict(rule_kwargs={"speed": 2}), "rule_kwargs"),
         (dict(rule_kwargs={"window": 1}), "window"),

@@ -12,14 +12,14 @@ import pytest
 
 from carbon_callbacks.accounting import Totals
 from carbon_callbacks.analysis.stopping import Decision, PatienceRule
-from carbon_callbacks.errors import ConfigError, ReadError
+from carbon_callbacks.errors import ConfigError
 from carbon_callbacks.meters import ConstantPower
+from carbon_callbacks.analysis.threshold import resolve_threshold
 from carbon_callbacks.speechbrain import (
     EnergyAwareEpochCounter,
     EnergyTracker,
     EpochEnergy,
     infer_metric,
-    load_threshold,
 )
 from carbon_callbacks.speechbrain._report import write_report
 from tests.speechbrain import tiny_recipe as tr
@@ -102,21 +102,21 @@ def test_counter_reads_a_plain_epoch_counter_checkpoint(tmp_path: Path) -> None:
 
 
 def test_threshold_from_number_or_file(tmp_path: Path) -> None:
-    assert load_threshold(None) is None and load_threshold(2) == 2.0
+    assert resolve_threshold(None) == (None, {}) and resolve_threshold(2) == (2.0, {})
     plain = tmp_path / "t.txt"
     plain.write_text("1.5\n")
     as_json = tmp_path / "t.json"
     as_json.write_text(json.dumps({"threshold": 0.25, "unit": "kwh"}))
-    assert load_threshold(str(plain)) == 1.5 and load_threshold(as_json) == 0.25
+    assert resolve_threshold(str(plain))[0] == 1.5 and resolve_threshold(as_json)[0] == 0.25
     assert EnergyAwareEpochCounter(3, _tracker(), threshold=str(as_json)).threshold == 0.25
     garbage = tmp_path / "g.json"
     garbage.write_text('{"rate": 1}')
     with pytest.raises(ConfigError, match="no threshold"):
-        load_threshold(garbage)
-    with pytest.raises(ReadError, match="cannot read"):
-        load_threshold(tmp_path / "missing.json")
+        resolve_threshold(garbage)
+    with pytest.raises(ConfigError, match="neither a number nor an existing"):
+        resolve_threshold(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="threshold=-1"):
-        load_threshold(-1)
+        resolve_threshold(-1)
 
 
 @pytest.mark.parametrize(
