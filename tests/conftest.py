@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -56,3 +57,17 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
     yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems() -> None:
+    """Drop SpeechBrain's lazy-module stubs that cannot load (optional k2, ...) from ``sys.modules``.
+
+    Hypothesis' pytest plugin reads ``__file__`` of every loaded module during collection, and SpeechBrain's
+    ``LazyModule`` raises ImportError (not AttributeError) there when its optional dependency is missing.
+    """
+    for name, module in list(sys.modules.items()):
+        try:
+            getattr(module, "__file__", None)
+        except ImportError:
+            del sys.modules[name]
