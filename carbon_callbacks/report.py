@@ -11,6 +11,7 @@ import base64
 import html
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "write_figures",
     "write_report",
     "write_run_report",
+    "try_write_run_report",
     "run_facts",
 ]
 
@@ -385,3 +387,13 @@ def write_run_report(run_dir: Path | str, metric: str | None = None, mode: str |
         if isinstance(exc, CarbonCallbacksError):
             raise
         raise ReportError(f"{run_dir}: cannot draw the report figures ({exc})") from None
+
+
+def try_write_run_report(run_dir: Path | str, metric: str | None = None, mode: str | None = None) -> bool:
+    """For the training callbacks: :func:`write_run_report`, or one warning and False. Never raises into training."""
+    try:
+        write_run_report(run_dir, metric=metric, mode=mode)
+    except (CarbonCallbacksError, OSError) as exc:
+        warnings.warn(f"carbon_callbacks: the run report in {run_dir} was not written: {exc}", RuntimeWarning)
+        return False
+    return True

@@ -30,7 +30,6 @@ from ._dist import (
     is_evaluating_outside_fit,
     warn_if_foreign_trainer,
 )
-from ._report import write_report
 from .inference import InferenceCost
 
 __all__ = ["EnergyTracker", "LOGGED_KEYS", "find_tracker"]
@@ -328,8 +327,10 @@ class EnergyTracker(Callback):
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.report and trainer.is_global_zero and self._directory is not None:
+            from ..report import try_write_run_report  # the analyzer's edge, loaded only when a report is due
+
             metric, mode = _stopping_metric(trainer)
-            write_report(self._directory, metric=metric, mode=mode)
+            try_write_run_report(self._directory, metric=metric, mode=mode)
 
     # -- inference: validate / test / predict runs -------------------------------------------------------
     def on_test_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
