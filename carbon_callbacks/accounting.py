@@ -6,6 +6,7 @@ Adapters (Lightning, SpeechBrain) only wire hooks to this class and reduce measu
 from __future__ import annotations
 
 import math
+import functools
 import platform
 import time
 import uuid
@@ -206,10 +207,10 @@ class EnergyAccountant:
         A crash allows no reduction across ranks, so the saved window scales this rank's device energy by the
         world size and its host energy by the node count, and says so.
         """
-        if self._writer is None or not self.is_open(stage):
-            return
         now = time.monotonic()
         if not force and now - self._last_heartbeat < self.heartbeat_s:
+            return  # the common case, once per training step: keep it first and cheap
+        if self._writer is None or not self.is_open(stage):
             return
         self._last_heartbeat = now
         m = self.recorder.snapshot(stage)
@@ -327,7 +328,7 @@ class EnergyAccountant:
             "host": platform.node(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "versions": _versions(),
+            "versions": dict(_versions()),
         }
 
 
@@ -339,6 +340,7 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     from importlib import metadata
 

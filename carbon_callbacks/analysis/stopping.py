@@ -13,11 +13,14 @@ Both are pure: ``decide(energy, metric)`` sees only the history it is given.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
+
+_STANDARD_NORMAL = NormalDist()
 
 __all__ = ["Decision", "EnergyAwareRule", "PatienceRule", "UNITS", "sen_lower_slope", "theil_sen_slope", "unit_label"]
 
@@ -113,15 +116,8 @@ def _pairwise_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
 
 
 def _normal_quantile(p: float) -> float:
-    """z with P(Z <= z) = p for a standard normal (bisection on erf; p in (0, 1))."""
-    low, high = -10.0, 10.0
-    for _ in range(80):
-        mid = 0.5 * (low + high)
-        if 0.5 * (1.0 + math.erf(mid / math.sqrt(2.0))) < p:
-            low = mid
-        else:
-            high = mid
-    return 0.5 * (low + high)
+    """z with P(Z <= z) = p for a standard normal (p in (0, 1))."""
+    return _STANDARD_NORMAL.inv_cdf(p)
 
 
 def sen_lower_slope(xs: Sequence[float], ys: Sequence[float], confidence: float) -> float | None:

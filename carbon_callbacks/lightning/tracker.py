@@ -109,6 +109,7 @@ class EnergyTracker(Callback):
         self._directory: Path | None = None
         self._restored_dir: str | None = None
         self._attempt_started = False  # one attempt per process, until a restore or a crash
+        self._state_key = self._generate_state_key(ledger="energy.csv")
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -125,7 +126,7 @@ class EnergyTracker(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(ledger="energy.csv")
+        return self._state_key  # Lightning reads it at every hook call: built once in __init__
 
     @property
     def ledger_dir(self) -> Path | None:

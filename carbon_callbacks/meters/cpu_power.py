@@ -5,6 +5,8 @@ The table file is read directly; codecarbon is never imported (``importlib.util.
 
 from __future__ import annotations
 
+import functools
+
 import csv
 import importlib.util
 import re
@@ -124,6 +126,7 @@ def match_tdp(model: str, table: dict[str, float]) -> tuple[str, float] | None:
     return None if best is None else (best[1], best[2])
 
 
+@functools.lru_cache(maxsize=8)
 def cpu_power_per_core(
     cpuinfo_path: str | Path = "/proc/cpuinfo", table_path: str | Path | None = None
 ) -> CpuPower:
