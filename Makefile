@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with python3 and make:
 #   make demo   installs everything and runs the main job (train, analyse, plot)
 #   make test   installs everything and runs the test suite
+#   make bench  runs the stopping, overhead and start-up benchmarks (results in benchmarks/results/)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -24,7 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[all,dev,bench]"
 	$(BIN)/python benchmarks/stopping.py
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
