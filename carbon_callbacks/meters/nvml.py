@@ -19,6 +19,7 @@ import warnings
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError, MeterError
+from ._poller import Poller
 from .base import ComponentEnergy, Meter
 
 __all__ = ["RATIO_BOUNDS", "NvmlNotSupported", "NvmlMeter", "load_nvml", "nvml_unavailable_reason", "cuda_uuid"]
@@ -188,9 +189,7 @@ class NvmlMeter(Meter):
     def _reset_live(self) -> None:
         self._live_handle: Any = None
         self._live_integral: _PowerIntegral | None = None
-        self._live_stop: threading.Event | None = None
-        self._live_thread: threading.Thread | None = None
-        self._live_error: MeterError | None = None
+        self._live_poller: Poller | None = None
         self._counter0_mj = 0
         self._trusted = (0.0, 0.0, 0.0)  # (cumulative J, integral J, clock s) at the last good check
         self._offset_j = 0.0  # energy booked before switching to the integral
@@ -251,20 +250,8 @@ class NvmlMeter(Meter):
     def _start_thread(self, interval_s: float) -> None:
         self._live_integral = _PowerIntegral()
         self._sample()
-        self._live_stop = threading.Event()
-        self._live_thread = threading.Thread(
-            target=self._poll_loop, args=(self._live_stop,), name="carbon-callbacks-nvml", daemon=True
-        )
         self._poll_interval_now_s = interval_s
-        self._live_thread.start()
-
-    def _poll_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self._poll_interval_now_s):
-            try:
-                self._sample()
-            except MeterError as exc:
-                self._live_error = exc  # raised by the next read() in the training thread
-                return
+        self._live_poller = Poller(self._sample, lambda: self._poll_interval_now_s, "carbon-callbacks-nvml")
 
     def _sample(self) -> None:
         integral = self._live_integral
@@ -275,8 +262,8 @@ class NvmlMeter(Meter):
     # -- read --------------------------------------------------------------------------------------------
     def read(self) -> Mapping[str, ComponentEnergy]:
         self.start()
-        if self._live_error is not None:
-            raise self._live_error
+        if self._live_poller is not None and self._live_poller.error is not None:
+            raise self._live_poller.error
         nvml, integral = self._live_nvml, self._live_integral
         if integral is not None:
             self._sample()
@@ -330,11 +317,9 @@ class NvmlMeter(Meter):
 
     # -- close / describe --------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._live_stop is not None:
-            self._live_stop.set()
-        if self._live_thread is not None and self._live_thread is not threading.current_thread():
-            self._live_thread.join(timeout=5.0)
-        self._live_stop = self._live_thread = None
+        if self._live_poller is not None:
+            self._live_poller.stop()
+            self._live_poller = None
         if self._live_handle is not None:
             self._live_handle = None
             try:

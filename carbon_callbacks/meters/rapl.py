@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError, MeterError
+from ._poller import Poller
 from .base import ComponentEnergy, Meter
 
 __all__ = ["DEFAULT_ROOT", "POWER_CEILING_W", "RaplDomain", "rapl_domains", "rapl_unavailable_reason", "RaplMeter"]
@@ -115,8 +116,7 @@ class RaplMeter(Meter):
         self.sample_interval_s = None if sample_interval_s is None else float(sample_interval_s)
         self.domains: list[RaplDomain] = []
         self._live_lock: threading.Lock | None = None
-        self._live_stop: threading.Event | None = None
-        self._live_thread: threading.Thread | None = None
+        self._live_poller: Poller | None = None
         self._last_uj: dict[str, int] | None = None
         self._total_uj: dict[str, int] = {}
 
@@ -147,19 +147,8 @@ class RaplMeter(Meter):
         interval_s = self._interval_s()
         if interval_s <= 0:
             return
-        self._live_stop = threading.Event()
-        stop = self._live_stop
-        self._live_thread = threading.Thread(
-            target=self._sample_loop, args=(stop, interval_s), name="carbon-callbacks-rapl", daemon=True
-        )
-        self._live_thread.start()
-
-    def _sample_loop(self, stop: threading.Event, interval_s: float) -> None:
-        while not stop.wait(interval_s):
-            try:
-                self.poll()
-            except MeterError:
-                return  # the next read() raises the same error in the training thread
+        # a MeterError ends the thread; the next read() raises the same error in the training thread
+        self._live_poller = Poller(self.poll, lambda: interval_s, "carbon-callbacks-rapl")
 
     def _read_raw(self) -> dict[str, int]:
         try:
@@ -195,11 +184,9 @@ class RaplMeter(Meter):
         return out
 
     def close(self) -> None:
-        if self._live_stop is not None:
-            self._live_stop.set()
-        if self._live_thread is not None and self._live_thread is not threading.current_thread():
-            self._live_thread.join(timeout=5.0)
-        self._live_stop = self._live_thread = None
+        if self._live_poller is not None:
+            self._live_poller.stop()
+            self._live_poller = None
 
     def describe(self) -> Mapping[str, str]:
         return {

@@ -75,7 +75,7 @@ def test_without_counter_integrates_polled_power_in_one_thread(fake_nvml_cls, fa
     meter = NvmlMeter(nvml=fake, clock=clock, poll_interval_s=0.05)
     assert threading.active_count() == before  # nothing started in __init__
     meter.start()
-    thread = meter._live_thread
+    thread = meter._live_poller.thread if meter._live_poller else None
     assert thread is not None and thread.daemon and thread.is_alive()
     clock.t += 10.0
     gpu = meter.read()["gpu"]
@@ -121,7 +121,7 @@ def test_counter_without_power_warns_when_it_does_not_advance(fake_nvml_cls, fak
     gpu = fake_gpu_cls(uuid=UUID0, energy_mj=lambda: 7, power_mw=None)
     meter = NvmlMeter(nvml=fake_nvml_cls([gpu]), clock=clock)
     meter.start()
-    assert meter._live_thread is None  # nothing to poll
+    assert meter._live_poller is None  # nothing to poll
     clock.t += 60.0
     with pytest.warns(RuntimeWarning, match="has not advanced"):
         meter.read()
@@ -169,7 +169,7 @@ def test_pickles_without_live_handles(fake_nvml_cls, fake_gpu_cls, clock):
     meter.start()
     copy = pickle.loads(pickle.dumps(meter))
     meter.close()
-    assert copy._live_handle is None and copy._live_thread is None and copy._live_nvml is None
+    assert copy._live_handle is None and copy._live_poller is None and copy._live_nvml is None
     assert copy.device_index == 0 and copy.gpu_uuid == UUID0
 
 

@@ -125,7 +125,7 @@ def test_wrap_sampling_thread_is_started_in_start_and_stopped_in_close(tree):
     meter = RaplMeter(tree["root"])
     assert threading.active_count() == before
     meter.start()
-    thread = meter._live_thread
+    thread = meter._live_poller.thread if meter._live_poller else None
     assert thread is not None and thread.daemon and thread.is_alive()
     assert meter.describe()["rapl_sample_interval_s"] == "1"  # 1 J range / 1000 W / 2, at least 1 s
     meter.close()
