@@ -153,7 +153,13 @@ class RunSummary:
                 f"of its best {self.metric_short}: it was worth training to the end."
             )
         per = {"kwh": "a kWh", "kg_co2": "a kg of CO2", "epoch": "an epoch"}.get(s.unit, f"a {s.unit}")
-        if s.value > 0:
+        if s.value > 0 and s.unit in ("kwh", "kg_co2"):
+            price = format_energy(1.0 / s.value) if s.unit == "kwh" else format_co2(1.0 / s.value)
+            head = (
+                f"Stop when one more {self.metric_short} point would cost more than {price} "
+                f"({per} buying less than {format_quantity(s.value, 2)} {self.metric_short})"
+            )
+        elif s.value > 0:
             head = f"Stop when {per} buys less than {format_quantity(s.value, 2)} {self.metric_short}"
         else:
             head = f"Stop when {self.metric_short} stops improving at all (threshold 0 per {per[2:]})"

@@ -101,3 +101,10 @@ def test_formatting_helpers() -> None:
     assert format_co2(0.0145) == "14.5 g" and format_co2(2.5) == "2.5 kg"
     assert format_energy(0.259) == "259 Wh" and format_energy(3200.0) == "3.2 MWh"
     assert short_metric_name("valid WER") == "WER" and short_metric_name("val_wer") == "WER"
+
+
+def test_a_threshold_reads_as_the_price_of_one_more_point() -> None:
+    s = summarize(make_run())
+    assert s.suggestion is not None and s.suggestion.value > 0
+    text = s.describe_suggestion()
+    assert text.startswith(f"Stop when one more WER point would cost more than {format_energy(1 / s.suggestion.value)}")
