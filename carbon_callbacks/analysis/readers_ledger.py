@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import ReadError
+from ..meters.base import is_measured_method
 from ..ledger import LEDGER_FILENAME, LedgerRow, read_ledger, read_metadata
 from .run import Run
 
@@ -35,14 +36,17 @@ def _is_epoch_row(row: LedgerRow) -> bool:
 
 
 def _basis(rows: list[LedgerRow]) -> tuple[str, str]:
-    labels = {(c, getattr(r, f"{c}_method")) for r in rows for c in _COMPONENTS}
-    methods = sorted(f"{c}: {m}" for c, m in labels if m)
-    listed = ", ".join(methods) or "methods not recorded"
+    """("measured" or "estimated", a sentence naming which component was measured and which estimated)."""
+    labels = sorted({(c, m) for r in rows for c in _COMPONENTS if (m := getattr(r, f"{c}_method"))})
+    measured = [f"{c}: {m}" for c, m in labels if is_measured_method(m)]
+    estimated = [f"{c}: {m}" for c, m in labels if not is_measured_method(m)]
+    parts = [f"{word} by the meters ({', '.join(items)})" for word, items in (("measured", measured),
+                                                                                ("estimated", estimated)) if items]
+    text = "; ".join(parts) or "methods not recorded"
     aborted = sum(1 for r in rows if r.status == "aborted")
-    tail = f"; includes {aborted} aborted window(s) of crashed attempts" if aborted else ""
-    if any(r.estimated for r in rows):
-        return "estimated", f"partly estimated by the meters ({listed}){tail}"
-    return "measured", f"measured by the meters ({listed}){tail}"
+    if aborted:
+        text += f"; includes {aborted} aborted window(s) of crashed attempts"
+    return ("estimated" if estimated or any(r.estimated for r in rows) else "measured"), text
 
 
 def read_ledger_run(path: Path, *, name: str | None = None) -> Run:

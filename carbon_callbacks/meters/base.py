@@ -6,10 +6,19 @@ import abc
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Mapping
 
-__all__ = ["COMPONENTS", "Scope", "ComponentEnergy", "Meter"]
+__all__ = ["COMPONENTS", "MEASURED_METHODS", "Scope", "ComponentEnergy", "Meter", "is_measured_method"]
 
 #: Component kinds, fixed so that readings of several ranks, epochs and runs add up key by key.
 COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "ram")
+
+#: Methods that read a hardware sensor; every other method (and any ``+extrapolated`` one) is an estimate.
+MEASURED_METHODS: tuple[str, ...] = ("nvml_counter", "nvml_power_integral", "rapl")
+
+
+def is_measured_method(method: str) -> bool:
+    """True when a ledger method label names a hardware measurement (not an estimate)."""
+    return method in MEASURED_METHODS
+
 
 #: ``device``: this rank's accelerator. ``process``: this process only (e.g. CPU time).
 #: ``host``: the whole node, read once per node (local rank 0) to avoid double counting.

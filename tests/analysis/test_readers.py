@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def ledger_row(epoch: int, stage: str, it_kwh: float, *, attempt: int = 0, statu
         duration_s=1800.0, it_energy_kwh=it_kwh, pue=pue, energy_kwh=energy, intensity_g_per_kwh=g,
         co2_kg=energy * g / 1000, cost=energy * 0.2, world_size=1, ranks=1, gpu_kwh=it_kwh * 0.8,
         cpu_kwh=it_kwh * 0.15, ram_kwh=it_kwh * 0.05, gpu_method="nvml_counter", cpu_method="rapl",
-        ram_method="ram_heuristic", estimated=False, global_step=0, metrics=metrics or {}, note="",
+        ram_method="rapl", estimated=False, global_step=0, metrics=metrics or {}, note="",
     )
 
 
@@ -340,3 +341,16 @@ def test_generic_reader_fuzz(tmp_path: Path, text: str) -> None:
     except ReadError:
         return
     assert len(run) >= 1
+
+
+def test_ledger_basis_names_what_was_measured_and_what_estimated(tmp_path: Path) -> None:
+    from carbon_callbacks.analysis.readers_ledger import _basis
+
+    base = ledger_row(0, "train", 0.01)
+    mixed = [base, replace(base, ram_method="ram_w_per_gb", estimated=True)]
+    basis, text = _basis(mixed)
+    assert basis == "estimated"
+    assert "measured by the meters (cpu: rapl, gpu: nvml_counter, ram: rapl)" in text
+    assert "estimated by the meters (ram: ram_w_per_gb)" in text
+    extrapolated = [replace(base, gpu_method="nvml_counter+extrapolated")]
+    assert _basis(extrapolated)[0] == "estimated"
