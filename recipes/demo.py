@@ -62,11 +62,28 @@ def _train(args: argparse.Namespace, name: str, callbacks: list[Any]) -> RunSumm
     data = recipe.AsrDataModule(data_dir=str(Path(args.out) / "data"), batch_size=args.batch_size, synth_n_train=0)
     trainer = pl.Trainer(
         max_epochs=args.epochs, accelerator=args.accelerator, devices=1, num_sanity_val_steps=0,
-        logger=CSVLogger(str(Path(args.out) / "runs"), name=name), callbacks=callbacks,
+        logger=CSVLogger(str(Path(args.out) / "runs"), name=name), callbacks=[*callbacks, _epoch_lines(args.epochs)],
         enable_checkpointing=False, log_every_n_steps=10, gradient_clip_val=5.0, enable_model_summary=False,
     )
-    trainer.fit(recipe.CtcAsr(), data)
+    trainer.fit(recipe.CtcAsr(lr_decay=args.lr_decay), data)
     return _summarise(Path(trainer.log_dir), trainer.current_epoch)
+
+
+def _epoch_lines(total: int) -> Any:
+    """A callback printing one line per epoch (val_wer, energy so far), so progress shows in a log file too."""
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochLines(Callback):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.sanity_checking:
+                return
+            logged = trainer.callback_metrics
+            wer = float(logged.get("val_wer", math.nan))
+            wh = float(logged.get("energy/total_wh", math.nan))
+            print(f"  epoch {trainer.current_epoch + 1:>2}/{total}: val_wer {wer:5.1f}%, energy so far {wh:.3f} Wh",
+                  flush=True)
+
+    return EpochLines()
 
 
 def _summarise(log_dir: Path, epochs: int) -> RunSummary:
@@ -135,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a busy machine)")
     parser.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning rate x this after every epoch")
     parser.add_argument(
         "--max-wer-loss", type=float, default=0.05,
         help="relative WER loss the suggested threshold may cost on the first run (0.05 = 5%%)",
