@@ -2,7 +2,7 @@
 """The carbon-callbacks demo: what did the last epochs of a speech model cost, and what would stopping save?
 
 1. generates spoken-digit data with espeak-ng (no download);
-2. trains the Lightning CTC recipe for ~35 epochs with ``EnergyTracker`` (energy per epoch next to ``val_wer``);
+2. trains the Lightning CTC recipe for ~45 epochs with ``EnergyTracker`` (energy per epoch next to ``val_wer``);
 3. runs the analyzer (``carbon-callbacks analyze`` and ``plot``) on that run;
 4. trains again (same seed) with ``EnergyAwareEarlyStopping`` using the threshold the analyzer suggests for the
    first run (``--max-wer-loss``, 5% relative by default), and says in one sentence how much energy that saved
@@ -145,7 +145,7 @@ def _verdict(full: RunSummary, stopped: RunSummary) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_output", help="output folder (data, runs, figures)")
-    parser.add_argument("--epochs", type=int, default=35, help="epochs of the full run")
+    parser.add_argument("--epochs", type=int, default=45, help="epochs of the full run")
     parser.add_argument("--n-train", type=int, default=1000, help="synthetic training utterances")
     parser.add_argument("--n-eval", type=int, default=200, help="validation (and test) utterances")
     parser.add_argument("--batch-size", type=int, default=32)
