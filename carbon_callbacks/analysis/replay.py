@@ -288,16 +288,23 @@ def _candidate_thresholds(runs: Sequence[Run], base: EnergyAwareRule, names: Seq
 _PATIENCES = (1, 2, 3)  # searched by suggest() unless patience= is given
 
 
-def _choose(table: list[list[ReplayResult]], columns: Sequence[int], bound: float) -> int:
-    """Row of the threshold with the most mean energy saved whose worst loss on ``columns`` is within ``bound``;
-    if none is, the row with the smallest worst loss."""
+def _choose(table: list[list[ReplayResult]], columns: Sequence[int], bound: float, per_patience: int) -> int:
+    """Row of the threshold with the most mean energy saved whose worst loss on ``columns`` is within ``bound``
+    with a margin: the next larger threshold of the same patience (rows come in blocks of ``per_patience``
+    ascending thresholds) must be within the bound too, so the pick survives the few percent by which the energy
+    of the next run differs (estimated meters, other hardware load). If none is, the row with the smallest worst
+    loss."""
     def worst(row: int) -> float:
         return max(table[row][c].metric_loss_relative for c in columns)
 
     def saved(row: int) -> float:
         return float(np.mean([table[row][c].energy_saved_fraction for c in columns]))
 
-    ok = [row for row in range(len(table)) if worst(row) <= bound]
+    def safe(row: int) -> bool:
+        last_of_block = (row + 1) % per_patience == 0
+        return worst(row) <= bound and (last_of_block or worst(row + 1) <= bound)
+
+    ok = [row for row in range(len(table)) if safe(row)]
     if ok:
         return max(ok, key=lambda row: (saved(row), -row))
     return min(range(len(table)), key=lambda row: (worst(row), row))
@@ -318,7 +325,8 @@ def suggest(
     Candidate thresholds (0 and ``candidates`` log-spaced rates the rule measured on the runs), with patience
     1, 2 and 3 unless ``patience`` is given, are replayed on every run with ``EnergyAwareRule(threshold,
     unit=unit, **rule_kwargs)``; the chosen one saves the most mean energy with no run losing more than
-    ``max_loss_relative`` (ties: the smaller threshold, the shorter patience). Validation: with several runs each run is
+    ``max_loss_relative``, and so does the next larger candidate (a margin for the energy noise of the next run;
+    ties: the smaller threshold, the shorter patience). Validation: with several runs each run is
     replayed with the threshold chosen on the others (leave-one-out); with one run the replay is in-sample.
 
     Raises:
@@ -346,11 +354,11 @@ def suggest(
     thresholds = [rule.threshold or 0.0 for rule in rules]
     table = [[replay(run, rule, name, run_mode) for run, name in zip(runs, names)] for rule in rules]
     everyone = list(range(len(runs)))
-    chosen = _choose(table, everyone, max_loss_relative)
+    chosen = _choose(table, everyone, max_loss_relative, len(rates))
     if len(runs) > 1:
         validation = "leave-one-out"
         validated = tuple(
-            table[_choose(table, [c for c in everyone if c != k], max_loss_relative)][k] for k in everyone
+            table[_choose(table, [c for c in everyone if c != k], max_loss_relative, len(rates))][k] for k in everyone
         )
     else:
         validation = "in-sample"
