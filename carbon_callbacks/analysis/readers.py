@@ -130,14 +130,18 @@ def load_run(
 
 
 def _default_name(path: Path) -> str:
+    """The run's name: its directory (``full_run/version_0`` for a Lightning version directory) or file stem."""
     if path.is_dir():
-        return path.name
+        return _dir_name(path)
     if path.name in ("train_log.txt", "log.txt", "metrics.csv", LEDGER_FILENAME, "score.txt"):
-        parent = path.parent.name
-        if re.fullmatch(r"version_\d+", parent):
-            parent = path.parent.parent.name
-        return parent or path.stem
+        return _dir_name(path.parent) or path.stem
     return path.name[: -len(".log.txt")] if path.name.endswith(".log.txt") else path.stem
+
+
+def _dir_name(directory: Path) -> str:
+    if re.fullmatch(r"version_\d+", directory.name) and directory.parent.name:
+        return f"{directory.parent.name}/{directory.name}"
+    return directory.name
 
 
 def read_ledger_run(
