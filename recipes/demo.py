@@ -87,16 +87,19 @@ def _epoch_lines(total: int) -> Any:
 
 
 def _summarise(log_dir: Path, epochs: int) -> RunSummary:
-    import pandas as pd
+    """Totals and best WER of a finished run, read back by the analyzer from its ledger."""
+    import numpy as np
 
-    from carbon_callbacks.ledger import read_ledger
+    from carbon_callbacks.analysis.readers import load_run
+    from carbon_callbacks.analysis.stats import totals
 
-    rows = read_ledger(log_dir / "energy.csv")
-    wer = pd.read_csv(log_dir / "metrics.csv").dropna(subset=["val_wer"])
-    best = wer.loc[wer["val_wer"].idxmin()]
+    run = load_run(log_dir)
+    total = totals(run)
+    wer = run.metric("val_wer")
+    best = int(np.nanargmin(wer))
     return RunSummary(
-        log_dir=log_dir, epochs=epochs, energy_kwh=sum(r.energy_kwh for r in rows), co2_kg=sum(r.co2_kg for r in rows),
-        estimated=any(r.estimated for r in rows), best_wer=float(best["val_wer"]), best_epoch=int(best["epoch"]),
+        log_dir=log_dir, epochs=epochs, energy_kwh=total.energy_kwh, co2_kg=total.co2_kg,
+        estimated=run.energy_is_estimated, best_wer=float(wer[best]), best_epoch=int(run.epochs[best]),
     )
 
 
