@@ -53,16 +53,16 @@ class Summary:
 
 def rules() -> dict[str, Replayer]:
     """The rules compared: default energy rule, neighbours of each of its constants, patience, hindsight."""
-    def energy(**kwargs: Any) -> Replayer:
-        return lambda run: replay(run, EnergyAwareRule(**kwargs))
+    def energy(companion: str | None = "auto", **kwargs: Any) -> Replayer:
+        return lambda run: replay(run, EnergyAwareRule(**kwargs), companion=companion)
 
-    table: dict[str, Replayer] = {"energy (default)": energy()}
+    table: dict[str, Replayer] = {"energy (default)": energy(), "energy without CER veto": energy(companion=None)}
     neighbours: dict[str, tuple[Any, ...]] = {
-        "confidence": (0.95, 0.99),
+        "confidence": (0.84, 0.95, 0.975),
         "relative": (0.01, 0.05),
         "window_share": (0.2, 0.4),
         "window": (4, 6),
-        "plateau_share": (0.5, 0.67, None),
+        "plateau_share": (0.33, 0.5, 0.6, None),
         "patience": (2,),
         "warmup": (0.05, 0.2),
         "ideal": (None,),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import functools
 import platform
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -340,14 +341,24 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
+#: (distribution, module) whose versions go into the run metadata, when the module is imported
+_VERSIONED = (("torch", "torch"), ("lightning", "lightning"), ("speechbrain", "speechbrain"),
+              ("nvidia-ml-py", "pynvml"), ("codecarbon", "codecarbon"))
+
+
 @functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
+    """Versions of this package and of the imported frameworks (``__version__``, else the installed metadata)."""
     from importlib import metadata
 
     out = {"carbon_callbacks": __version__}
-    for name in ("torch", "lightning", "speechbrain", "nvidia-ml-py", "codecarbon"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    for dist, module_name in _VERSIONED:
+        module = sys.modules.get(module_name)
+        version = getattr(module, "__version__", None)
+        if version is None:
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        out[dist] = str(version)
     return out

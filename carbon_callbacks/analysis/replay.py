@@ -11,6 +11,7 @@ all lie in [-1, 1], a fraction; 100 otherwise, a percentage), e.g. 0.0066 error 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .run import Run
-from .stopping import Decision, EnergyAwareRule, PatienceRule, unit_label
+from .stopping import Decision, EnergyAwareRule, PatienceRule, call_decide, companion_metric, unit_label
 
 __all__ = ["ReplayResult", "Suggestion", "replay", "hindsight_optimum", "suggest", "relative_loss", "metric_full_scale"]
 
@@ -42,6 +43,7 @@ class ReplayResult:
         metric_loss_relative: ``metric_loss / |final_best_metric|``; when the final best is 0, ``metric_loss`` over
             the metric's full scale (:func:`metric_full_scale`).
         reason: the rule's sentence at the stop (or why it never stopped).
+        companion: the finer-grained metric that could veto a stop (``valid_CER`` for ``valid_WER``), or None.
     """
 
     run_name: str
@@ -61,6 +63,7 @@ class ReplayResult:
     metric_loss: float
     metric_loss_relative: float
     reason: str
+    companion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON friendly apart from inf/NaN floats)."""
@@ -218,28 +221,51 @@ def _check_run(run: Run, name: str) -> None:
         raise ConfigError(f"run {run.name!r}: metric {name!r} was never evaluated")
 
 
-def replay(run: Run, rule: Any, metric: str | None = None, mode: str | None = None) -> ReplayResult:
+def replay(
+    run: Run, rule: Any, metric: str | None = None, mode: str | None = None, companion: str | None = "auto"
+) -> ReplayResult:
     """Replay ``rule`` (anything with ``decide(energy, metric) -> Decision``) causally on ``run``.
 
     The rule sees, at each epoch, the cumulative energy (kWh, or kg CO2 when ``rule.unit == "kg_co2"``) and the
     metric up to that epoch only; the first epoch it says stop is the stop epoch. The rule's mode is set to the
-    metric's direction (given, or inferred from the metric name).
+    metric's direction (given, or inferred from the metric name). ``companion``: the finer-grained metric passed
+    to rules that take one (``"auto"``: :func:`~carbon_callbacks.analysis.stopping.companion_metric`, e.g.
+    ``valid_CER`` for ``valid_WER``; None: none; a name: that column).
 
     Raises:
-        ConfigError: unknown metric or mode, empty run, metric never evaluated.
+        ConfigError: unknown metric, companion or mode, empty run, metric never evaluated.
     """
     name, mode = run.infer_metric(metric, mode)
     _check_run(run, name)
     rule = _with_mode(rule, mode)
     energy = run.cumulative_co2_kg() if getattr(rule, "unit", "kwh") == "kg_co2" else run.cumulative_energy_kwh()
     values = run.metric(name)
+    partner = _companion(run, name, companion)
+    partner_values = None if partner is None else run.metric(partner)
     last: Decision | None = None
+    stop, stopped = len(run) - 1, False
     for index in range(len(run)):
-        last = rule.decide(energy[: index + 1].tolist(), values[: index + 1].tolist())
+        window = None if partner_values is None else partner_values[: index + 1].tolist()
+        last = call_decide(rule, energy[: index + 1].tolist(), values[: index + 1].tolist(), window)
         if last.stop:
-            return _result(run, name, mode, index, index < len(run) - 1, _describe(rule), last.reason)
-    reason = f"never stopped; at the last epoch: {last.reason}" if last and last.reason else "never stopped"
-    return _result(run, name, mode, len(run) - 1, False, _describe(rule), reason)
+            stop, stopped = index, index < len(run) - 1
+            break
+    if last is not None and last.stop:
+        reason = last.reason
+    else:
+        reason = f"never stopped; at the last epoch: {last.reason}" if last and last.reason else "never stopped"
+    result = _result(run, name, mode, stop, stopped, _describe(rule), reason)
+    return dataclasses.replace(result, companion=partner)
+
+
+def _companion(run: Run, name: str, companion: str | None) -> str | None:
+    if companion is None:
+        return None
+    if companion == "auto":
+        return companion_metric(name, run.metrics)
+    if companion not in run.metrics:
+        raise ConfigError(f"run {run.name!r} has no companion metric {companion!r}: it has {sorted(run.metrics)}")
+    return companion
 
 
 def hindsight_optimum(

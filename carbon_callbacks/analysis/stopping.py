@@ -4,7 +4,8 @@
 optimistic forecast (the lower confidence bound of the recent Theil-Sen slope of the metric on cumulative energy,
 extended over as much energy again) buys less than the threshold per kWh (or per kg CO2), when the best value
 has not moved over a long share of the energy spent, or when the metric reached its ideal value (an error rate
-of 0). The default threshold is relative (2% of the best value per doubling of energy), so one default works
+of 0); a stop is vetoed while a finer-grained companion metric of the same outputs (CER next to WER) still
+pays. The default threshold is relative (2% of the best value per doubling of energy), so one default works
 whatever the energy scale; an absolute threshold in metric units per kWh (or per kg CO2) is what
 :func:`carbon_callbacks.analysis.replay.suggest` outputs. :class:`PatienceRule` is Lightning's ``EarlyStopping``.
 Both are pure: ``decide(energy, metric)`` sees only the history it is given.
@@ -12,17 +13,21 @@ Both are pure: ``decide(energy, metric)`` sees only the history it is given.
 
 from __future__ import annotations
 
+import inspect
 import math
-from statistics import NormalDist
 import statistics
+from statistics import NormalDist
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ConfigError
 
 _STANDARD_NORMAL = NormalDist()
 
-__all__ = ["Decision", "EnergyAwareRule", "PatienceRule", "UNITS", "sen_lower_slope", "theil_sen_slope", "unit_label"]
+__all__ = [
+    "Decision", "EnergyAwareRule", "PatienceRule", "UNITS", "call_decide", "companion_metric", "sen_lower_slope",
+    "theil_sen_slope", "unit_label",
+]
 
 UNITS = ("kwh", "kg_co2")
 _UNIT_LABELS = {"kwh": "kWh", "kg_co2": "kg CO2"}
@@ -31,6 +36,38 @@ _UNIT_LABELS = {"kwh": "kWh", "kg_co2": "kg CO2"}
 def unit_label(unit: str) -> str:
     """``kWh`` or ``kg CO2`` for a machine unit of :data:`UNITS`."""
     return _UNIT_LABELS[unit]
+
+
+#: coarse error rate -> the finer-grained error rate of the same recognition output
+_FINER = {"wer": "cer"}
+
+
+def companion_metric(metric: str, available: Iterable[str]) -> str | None:
+    """The finer-grained companion of ``metric`` among ``available`` names, or None.
+
+    ``valid_WER`` -> ``valid_CER``, ``val/wer`` -> ``val/cer`` (same prefix, same case): the character error
+    rate of the same hypotheses counts about five times more tokens, so its best value moves when the word
+    error rate is still quantised on a small validation set.
+    """
+    names = set(available)
+    lowered = metric.lower()
+    for coarse, fine in _FINER.items():
+        if lowered.endswith(coarse):
+            tail = metric[-len(coarse):]
+            swapped = fine.upper() if tail.isupper() else fine
+            candidate = metric[: -len(coarse)] + swapped
+            if candidate in names and candidate != metric:
+                return candidate
+    return None
+
+
+def call_decide(
+    rule: Any, energy: Sequence[float], metric: Sequence[float], companion: Sequence[float] | None = None
+) -> "Decision":
+    """``rule.decide(energy, metric)``, with ``companion=`` when given and the rule accepts it."""
+    if companion is not None and "companion" in inspect.signature(rule.decide).parameters:
+        return rule.decide(energy, metric, companion=companion)
+    return rule.decide(energy, metric)
 
 
 @dataclass(frozen=True)
@@ -151,8 +188,10 @@ class PatienceRule:
         """One line naming the rule and its parameters."""
         return f"patience {self.patience} (min_delta {self.min_delta:g}, mode {self.mode})"
 
-    def decide(self, energy: Sequence[float], metric: Sequence[float]) -> Decision:
-        """Decide after the last evaluated point (``energy`` is not used; it keeps the rule interface)."""
+    def decide(
+        self, energy: Sequence[float], metric: Sequence[float], companion: Sequence[float] | None = None
+    ) -> Decision:
+        """Decide after the last evaluated point (``energy`` and ``companion`` are not used: Lightning's rule)."""
         sign = 1.0 if self.mode == "min" else -1.0
         best, wait, stop = math.inf, 0, False
         for value in metric:
@@ -168,6 +207,17 @@ class PatienceRule:
             return Decision(True, f"no improvement in the last {wait} evaluations (patience {self.patience})",
                             evaluations_below=wait, warmed_up=True)
         return Decision(False, evaluations_below=wait, warmed_up=True)
+
+
+_IDEAL_REASON = "ideal value reached:"  # how an ideal-value stop's reason starts (never vetoed)
+
+
+def _vetoed(decision: Decision, why: str) -> Decision:
+    """``decision`` turned into "continue" because the companion metric ``why``."""
+    return Decision(
+        False, f"{decision.reason}; vetoed: the finer-grained companion metric {why}", decision.rate_per_unit,
+        decision.threshold_per_unit, decision.evaluations_below, decision.warmed_up,
+    )
 
 
 _MAX_FIT = 100  # evaluations at most in one slope fit (the latest): keeps decide() O(1) on very long runs
@@ -215,6 +265,11 @@ class EnergyAwareRule:
     and at once, without warm-up, when the best value reaches the metric's ``ideal`` value (``"auto"``: 0 for a
     ``min`` metric that is never negative, an error rate of 0 cannot improve).
 
+    **Companion veto**: given the finer-grained error rate of the same outputs (``companion=`` in
+    :meth:`decide`: the CER next to a WER), a forecast or plateau stop is vetoed while the same test on the
+    companion still says continue (an absolute threshold is scaled by the ratio of the two best values): a WER
+    quantised by a small validation set can sit on a plateau while the CER shows the model still improving.
+
     Warm-up: no stop before ``window`` evaluations and before the best value improved on the first one by
     ``warmup x |first value|`` (a flat start that has not taken off yet).
 
@@ -224,7 +279,8 @@ class EnergyAwareRule:
         mode: ``min`` (WER, EER) or ``max`` (accuracy, PESQ).
         window: minimum number of evaluations in the forecast fit and in a plateau (>= 2).
         window_share: share of the energy spent covered by the forecast fit, in [0, 0.99].
-        confidence: one-sided confidence of the slope bound, in [0.5, 0.999] (0.5: the Theil-Sen slope itself).
+        confidence: one-sided confidence of the slope bound, in [0.5, 0.999] (0.5: the Theil-Sen slope itself;
+            default 0.9, the one-sided bound of an 80% two-sided interval).
         relative: the relative threshold (share of the best value per doubling of energy), in [0, 1].
         plateau_share: share of the energy spent without improvement that stops the run, in (0, 0.99], or None.
         min_delta: improvement of the best value too small to end a plateau (metric units, >= 0).
@@ -246,9 +302,9 @@ class EnergyAwareRule:
         mode: str = "min",
         window: int = 5,
         window_share: float = 0.25,
-        confidence: float = 0.975,
+        confidence: float = 0.9,
         relative: float = 0.02,
-        plateau_share: float | None = 0.6,
+        plateau_share: float | None = 0.4,
         min_delta: float = 0.0,
         patience: int = 1,
         warmup: float = 0.1,
@@ -316,8 +372,38 @@ class EnergyAwareRule:
     # ---------------------------------------------------------------------------------------------------------
     # the rule
 
-    def decide(self, energy: Sequence[float], metric: Sequence[float]) -> Decision:
-        """Decide after the last point. ``energy``: cumulative, one per point; ``metric``: NaN = not evaluated."""
+    def decide(
+        self, energy: Sequence[float], metric: Sequence[float], companion: Sequence[float] | None = None
+    ) -> Decision:
+        """Decide after the last point. ``energy``: cumulative, one per point; ``metric``: NaN = not evaluated.
+
+        ``companion``: the finer-grained error rate of the same task (CER next to WER, see
+        :func:`companion_metric`), one per point: a stop on ``metric`` is vetoed while the same test on the
+        companion still says continue.
+        """
+        if companion is not None and len(companion) != len(energy):
+            raise ConfigError(f"decide: {len(companion)} companion values for {len(energy)} points; give one per point")
+        decision = self._decide(energy, metric)
+        if not decision.stop or companion is None or decision.reason.startswith(_IDEAL_REASON):
+            return decision
+        if not any(v is not None and math.isfinite(float(v)) for v in companion):
+            return decision  # never evaluated: no evidence either way
+        other = self._companion_rule(metric, companion)._decide(energy, companion)
+        if other.stop or not other.warmed_up:
+            return decision if other.stop else _vetoed(decision, "has not taken off yet")
+        return _vetoed(decision, f"still pays: {other.reason}")
+
+    def _companion_rule(self, metric: Sequence[float], companion: Sequence[float]) -> "EnergyAwareRule":
+        """This rule for the companion: an absolute threshold is scaled by the ratio of the two best values."""
+        if self.threshold is None:
+            return self
+        sign = 1.0 if self.mode == "min" else -1.0
+        best = abs(min(_evaluated(metric, metric, sign)[1]))
+        best_c = abs(min(_evaluated(companion, companion, sign)[1]))
+        scale = best_c / best if best > 0 else 1.0
+        return EnergyAwareRule.from_dict({**self.to_dict(), "threshold": self.threshold * scale})
+
+    def _decide(self, energy: Sequence[float], metric: Sequence[float]) -> Decision:
         sign = 1.0 if self.mode == "min" else -1.0
         xs, ys = _evaluated(energy, metric, sign)
         n = len(xs)
@@ -326,8 +412,8 @@ class EnergyAwareRule:
         ideal = self._signed_ideal(ys, sign)
         if ideal is not None and min(ys) <= ideal:
             return Decision(
-                True, f"the best value {sign * min(ys):.4g} reached the metric's ideal value {sign * ideal:.4g}: "
-                "nothing is left to gain", warmed_up=True,
+                True, f"{_IDEAL_REASON} the best value {sign * min(ys):.4g} equals the metric's ideal value "
+                f"{sign * ideal:.4g}: nothing is left to gain", warmed_up=True,
             )
         last = self._check(xs, ys, n)
         if not last.warmed:

@@ -16,7 +16,7 @@ from torch import Tensor
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
 
-from ..analysis.stopping import Decision, EnergyAwareRule
+from ..analysis.stopping import Decision, EnergyAwareRule, call_decide, companion_metric
 from ..analysis.threshold import resolve_threshold
 from ..errors import ConfigError
 from ._dist import warn_if_foreign_trainer
@@ -39,11 +39,14 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         energy_rule: False turns the energy rule off (then this is ``EarlyStopping`` with another patience).
         rule_kwargs: further keyword arguments of :class:`~carbon_callbacks.analysis.stopping.EnergyAwareRule`.
         rule: any object with ``decide(energy, metric) -> Decision`` to use instead of ``EnergyAwareRule``.
+        companion: the logged finer-grained metric that can veto an energy stop (a WER plateau while the CER
+            still improves): ``"auto"`` (``val_cer`` for ``val_wer``, when logged), a key, or None.
         tracker: the :class:`EnergyTracker` to read; default the one in ``Trainer(callbacks=[...])``.
 
     Attributes:
         energy_history: cumulative energy (``unit``) at each check, identical on all ranks.
         metric_history: the monitored value at each check.
+        companion_history: the companion's value at each check since it was first logged (NaN before).
         energy_stopped: True when the energy rule stopped training (``stopping_reason`` stays ``NOT_STOPPED``:
             Lightning's enum cannot be extended; ``stopping_reason_message`` says why).
     """
@@ -67,6 +70,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         rule_kwargs: Mapping[str, Any] | None = None,
         rule: Any = None,
         tracker: EnergyTracker | None = None,
+        companion: str | None = "auto",
     ) -> None:
         super().__init__(
             monitor=monitor,
@@ -85,6 +89,8 @@ class EnergyAwareEarlyStopping(EarlyStopping):
             raise ConfigError(f"unit={unit!r} is not allowed: use 'kwh' or 'kg_co2'")
         if rule is not None and not callable(getattr(rule, "decide", None)):
             raise ConfigError(f"rule={rule!r} is not allowed: give an object with decide(energy, metric)")
+        if companion is not None and (not isinstance(companion, str) or not companion):
+            raise ConfigError(f"companion={companion!r} is not allowed: give 'auto', a logged metric name or None")
         if tracker is not None and not isinstance(tracker, EnergyTracker):
             raise ConfigError(f"tracker={tracker!r} is not allowed: give an EnergyTracker or None")
         self.threshold = str(threshold) if isinstance(threshold, Path) else threshold
@@ -93,12 +99,14 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         self.rule_kwargs = dict(rule_kwargs or {})
         self.rule = rule
         self.tracker = tracker
+        self.companion = companion
         self.threshold_per_unit, suggested_kwargs = resolve_threshold(threshold, unit=unit, metric=monitor, mode=mode)
         self.rule_kwargs = {**suggested_kwargs, **self.rule_kwargs}
         if self.energy_rule:
             self._energy_rule()  # bad rule arguments fail here, not at the first check
         self.energy_history: list[float] = []
         self.metric_history: list[float] = []
+        self.companion_history: list[float] = []
         self.energy_stopped = False
         self._tracker: EnergyTracker | None = None
 
@@ -128,6 +136,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         state.update(
             energy_history=list(self.energy_history),
             metric_history=list(self.metric_history),
+            companion_history=list(self.companion_history),
             energy_stopped=self.energy_stopped,
         )
         return state
@@ -136,6 +145,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         super().load_state_dict(state_dict)
         self.energy_history = [float(v) for v in state_dict.get("energy_history", [])]
         self.metric_history = [float(v) for v in state_dict.get("metric_history", [])]
+        self.companion_history = [float(v) for v in state_dict.get("companion_history", [])]
         self.energy_stopped = bool(state_dict.get("energy_stopped", False))
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -150,7 +160,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
             return
         current = logs[self.monitor].squeeze()
         should_stop, reason = self._evaluate_stopping_criteria(current)
-        energy = self._energy_decision(current)
+        energy = self._energy_decision(current, logs)
         if energy is not None and energy.stop and not should_stop:
             should_stop = True
             self.energy_stopped = True
@@ -166,11 +176,22 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         if reason and self.verbose:
             self._log_info(trainer, reason, self.log_rank_zero_only)
 
-    def _energy_decision(self, current: Tensor) -> Decision | None:
+    def _energy_decision(self, current: Tensor, logs: Mapping[str, Any]) -> Decision | None:
         """Append this check to the histories and ask the rule (None when the rule is off or has no tracker)."""
         if not self.energy_rule or self._tracker is None:
             return None
-        value = float(current)
         self.energy_history.append(self._tracker.cumulative(self.unit))
-        self.metric_history.append(value if math.isfinite(value) else math.nan)
-        return self._energy_rule().decide(list(self.energy_history), list(self.metric_history))
+        self.metric_history.append(_finite(current))
+        key = companion_metric(self.monitor, logs) if self.companion == "auto" else self.companion
+        if key is not None and key in logs or self.companion_history:  # from the first check that logs it
+            missing = len(self.metric_history) - 1 - len(self.companion_history)
+            self.companion_history.extend([math.nan] * missing)
+            self.companion_history.append(_finite(logs[key]) if key is not None and key in logs else math.nan)
+        companion = list(self.companion_history) or None
+        return call_decide(self._energy_rule(), list(self.energy_history), list(self.metric_history), companion)
+
+
+def _finite(value: Any) -> float:
+    """A logged scalar as a float, NaN when not finite."""
+    number = float(value.squeeze()) if isinstance(value, Tensor) else float(value)
+    return number if math.isfinite(number) else math.nan

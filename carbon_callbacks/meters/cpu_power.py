@@ -68,6 +68,10 @@ def _tokens(name: str) -> frozenset[str]:
     return frozenset(_NOISE.sub(" ", name).lower().replace(",", " ").split())
 
 
+def _has_digit(token: str) -> bool:
+    return any(ch.isdigit() for ch in token)
+
+
 def load_tdp_table(path: str | Path) -> dict[str, float]:
     """Read a ``Name,TDP`` CSV into {name: watts}. Rows with a missing or bad TDP are skipped.
 
@@ -77,14 +81,16 @@ def load_tdp_table(path: str | Path) -> dict[str, float]:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"Name", "TDP"} <= set(reader.fieldnames):
-                raise ReadError(f"{path}: expected a 'Name,TDP' header, got {reader.fieldnames!r}")
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or not {"Name", "TDP"} <= set(header):
+                raise ReadError(f"{path}: expected a 'Name,TDP' header, got {header!r}")
+            name_at, tdp_at = header.index("Name"), header.index("TDP")
             table = {}
             for row in reader:
                 try:
-                    table[row["Name"].strip()] = float(row["TDP"])
-                except (TypeError, ValueError):
+                    table[row[name_at].strip()] = float(row[tdp_at])
+                except (IndexError, ValueError):
                     continue
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ReadError(f"{path}: cannot read the CPU power table ({exc})") from exc
@@ -116,10 +122,16 @@ def match_tdp(model: str, table: dict[str, float]) -> tuple[str, float] | None:
     the most words wins. A bare family name such as 'AMD EPYC' therefore matches nothing.
     """
     wanted = _tokens(model)
+    numbers = [tok for tok in wanted if _has_digit(tok)]
+    if not numbers:
+        return None  # a row needs a word with a digit that the model name has too
     best: tuple[int, str, float] | None = None
     for name, tdp_w in table.items():
+        lowered = name.lower()
+        if not any(number in lowered for number in numbers):
+            continue  # cheap pre-check: most rows name another model number
         tokens = _tokens(name)
-        if not tokens or not tokens <= wanted or not any(ch.isdigit() for tok in tokens for ch in tok):
+        if not tokens or not tokens <= wanted or not any(_has_digit(tok) for tok in tokens):
             continue
         if best is None or len(tokens) > best[0]:
             best = (len(tokens), name, tdp_w)
@@ -135,6 +147,8 @@ def cpu_power_per_core(
     ``table_path`` defaults to codecarbon's bundled table. An unreadable table falls back too (never raises).
     """
     model, cores = read_cpu_model(cpuinfo_path)
+    if not any(_has_digit(tok) for tok in _tokens(model)):  # no model number: no row can match, skip the read
+        return CpuPower(FALLBACK_W_PER_CORE, f"{FALLBACK_SOURCE}; model {model!r} names no model number", model)
     path = Path(table_path) if table_path is not None else codecarbon_table_path()
     if path is None:
         return CpuPower(FALLBACK_W_PER_CORE, FALLBACK_SOURCE + "; codecarbon table not installed", model)

@@ -16,7 +16,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.epoch_loop import EpochCounter
 
-from ..analysis.stopping import EnergyAwareRule
+from ..analysis.stopping import EnergyAwareRule, call_decide, companion_metric
 from ..analysis.threshold import resolve_threshold
 from ..errors import ConfigError
 from ._dist import broadcast_from_main
@@ -79,6 +79,8 @@ class EnergyAwareEpochCounter(EpochCounter):
         mode: ``min`` or ``max``.
         rule: ``energy`` (:class:`~carbon_callbacks.analysis.stopping.EnergyAwareRule`), ``none`` (budgets
             only), or any object with ``decide(energy, metric)``.
+        companion: the finer-grained stat that can veto an energy stop (a WER plateau while the CER still
+            improves): ``"auto"`` (``valid_CER`` for ``valid_WER``, when logged), a stat name, or None.
         **rule_kwargs: passed to ``EnergyAwareRule``.
     """
 
@@ -93,6 +95,7 @@ class EnergyAwareEpochCounter(EpochCounter):
         metric: str | None = None,
         mode: str = "min",
         rule: Any = "energy",
+        companion: str | None = "auto",
         **rule_kwargs: Any,
     ) -> None:
         super().__init__(limit)
@@ -102,8 +105,10 @@ class EnergyAwareEpochCounter(EpochCounter):
             raise ConfigError(f"unit={unit!r} is not allowed: use 'kwh' or 'kg_co2'")
         if mode not in ("min", "max"):
             raise ConfigError(f"mode={mode!r} is not allowed: use 'min' or 'max'")
+        if companion is not None and (not isinstance(companion, str) or not companion):
+            raise ConfigError(f"companion={companion!r} is not allowed: give 'auto', a stat name or None")
         self.tracker = tracker
-        self.unit, self.mode, self.metric = unit, mode, metric
+        self.unit, self.mode, self.metric, self.companion = unit, mode, metric, companion
         self.max_kwh = _budget("max_kwh", max_kwh)
         self.max_kg_co2 = _budget("max_kg_co2", max_kg_co2)
         self.threshold, suggested_kwargs = resolve_threshold(threshold, unit=unit, metric=metric, mode=mode)
@@ -154,7 +159,9 @@ class EnergyAwareEpochCounter(EpochCounter):
             return reason
         energy = [h.total_kwh if self.unit == "kwh" else h.total_co2_kg for h in hist]
         values = [h.metrics.get(key, math.nan) for h in hist]
-        decision = self.rule.decide(energy, values)
+        partner = self._companion_key(key, hist)
+        companion = None if partner is None else [h.metrics.get(partner, math.nan) for h in hist]
+        decision = call_decide(self.rule, energy, values, companion)
         if not decision.stop:
             return ""
         return f"{key}: {decision.reason or 'the energy-aware rule says the next epoch is not worth its cost'}"
@@ -177,6 +184,15 @@ class EnergyAwareEpochCounter(EpochCounter):
                     return (f"energy budget: one more epoch (about {next_cost:.3g} {label}, mean of the last "
                             f"{len(recent)}) would exceed {name}={budget:g} ({used:.4g} {label} used)")
         return ""
+
+    def _companion_key(self, key: str, hist: list[EpochEnergy]) -> str | None:
+        names = {k for h in hist for k in h.metrics}
+        if self.companion == "auto":
+            return companion_metric(key, names)
+        if self.companion is None:
+            return None
+        named = self._metric_key_for(self.companion)
+        return named if named in names else None
 
     @staticmethod
     def _metric_key_for(metric: str) -> str:

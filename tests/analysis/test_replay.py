@@ -126,5 +126,15 @@ def test_real_curves_flat_start_and_patience(curves_dir: Path) -> None:
     spk = load_run(curves_dir / "sb_spkcount_ecapa_unaug_supradeep.txt", power_w=300.0)
     result = replay(spk, PatienceRule(5))
     assert result.stop_epoch == 11 and result.metric_loss == 0.0  # best 0.212 at epoch 6, then degradation
-    energy = replay(spk, EnergyAwareRule())  # the best has not moved for 60% of the energy at epoch 15
-    assert energy.stopped and energy.metric_loss == 0.0 and energy.stop_epoch == 15
+    energy = replay(spk, EnergyAwareRule())  # the best (epoch 6) has not moved over the last 40% of the energy
+    assert energy.stopped and energy.metric_loss == 0.0 and energy.stop_epoch == 10
+
+
+def test_replay_names_its_companion_and_rejects_an_unknown_one(curves_dir: Path) -> None:
+    run = load_run(curves_dir / "sb_asr_sar_tradr_wav2vec2_ctc_sangeet.txt")
+    assert replay(run, EnergyAwareRule()).companion == "valid_CER"
+    assert replay(run, EnergyAwareRule(), companion=None).companion is None
+    with pytest.raises(ConfigError, match="no companion metric 'valid_PER'"):
+        replay(run, EnergyAwareRule(), companion="valid_PER")
+    speaker = load_run(curves_dir / "sb_spkcount_ecapa_unaug_supradeep.txt")
+    assert replay(speaker, EnergyAwareRule()).companion is None  # an error rate with no finer companion

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from carbon_callbacks.analysis.stopping import Decision, EnergyAwareRule, PatienceRule, sen_lower_slope, theil_sen_slope
+from carbon_callbacks.analysis.stopping import (
+    Decision, EnergyAwareRule, PatienceRule, call_decide, companion_metric, sen_lower_slope, theil_sen_slope,
+)
 from carbon_callbacks.analysis.readers import load_run
 from carbon_callbacks.errors import ConfigError
 
@@ -127,7 +129,7 @@ def test_plateau_share_stops_a_flat_best_and_min_delta_widens_it() -> None:
 def test_ideal_value_stops_at_once() -> None:
     error = [0.3, 0.2, 0.0, 0.02, 0.0]
     decision = EnergyAwareRule().decide(cumulative(3), error[:3])
-    assert decision.stop and "ideal value 0" in decision.reason
+    assert decision.stop and "ideal value 0" in decision.reason and decision.reason.startswith("ideal value reached")
     assert first_stop(EnergyAwareRule(ideal=None), cumulative(5), error) is None
     assert first_stop(EnergyAwareRule(), cumulative(3), [-3.0, -5.0, 0.0]) is None  # negative metric: no floor
     accuracy = [0.7, 0.9, 1.0, 1.0]
@@ -205,8 +207,12 @@ def test_real_curves_dortmund_plateau_is_survived_and_zero_error_stops(curves_di
     """dortmund wav2vec2: WER flat 25.3-26.8 for 10 epochs (10-20), then 22.5 at 41; speaker ID reaches 0 at 7."""
     from carbon_callbacks.analysis.replay import replay
 
-    dortmund = replay(load_run(curves_dir / "sb_asr_sar_dortmund_wav2vec2_ctc_sangeet.txt"), EnergyAwareRule())
+    run = load_run(curves_dir / "sb_asr_sar_dortmund_wav2vec2_ctc_sangeet.txt")
+    dortmund = replay(run, EnergyAwareRule())  # its CER keeps improving through the WER plateau: vetoed
+    assert dortmund.companion == "valid_CER"
     assert dortmund.stop_epoch >= 34 and dortmund.metric_loss_relative <= 0.05
+    alone = replay(run, EnergyAwareRule(), companion=None)  # the WER alone looks converged at epoch 16
+    assert alone.stop_epoch < 21 and alone.metric_loss_relative > 0.05
     speaker = replay(load_run(curves_dir / "sb_speakerid_duartemoura_exp3_noaugment.txt"), EnergyAwareRule())
     assert speaker.stop_epoch == 7 and speaker.metric_loss == 0.0 and "ideal" in speaker.reason
 
@@ -266,3 +272,66 @@ def test_decide_rejects_mismatched_lengths() -> None:
 def test_empty_history_does_not_stop() -> None:
     assert EnergyAwareRule().decide([], []) == Decision(False, "no evaluation yet")
     assert not PatienceRule(0).decide([], []).stop
+
+
+# ------------------------------------------------------------------------------------------------------ companion
+
+
+@pytest.mark.parametrize(
+    ("metric", "available", "expected"),
+    [
+        ("valid_WER", ["valid_WER", "valid_CER", "valid_loss"], "valid_CER"),
+        ("val/wer", ["val/wer", "val/cer"], "val/cer"),
+        ("val_wer", ["val_wer", "val_CER"], None),  # another spelling is another metric
+        ("valid_WER", ["valid_WER"], None),
+        ("valid_EER", ["valid_EER", "valid_CER"], None),  # no finer EER
+    ],
+)
+def test_companion_metric_names(metric: str, available: list[str], expected: str | None) -> None:
+    assert companion_metric(metric, available) == expected
+
+
+def wer_plateau_cer_improving() -> tuple[list[float], list[float]]:
+    """WER flat (quantised) from index 8 on, while the CER of the same outputs keeps falling 1% an epoch."""
+    wer = plateau_curve()
+    cer = [v / 2.5 for v in wer[:8]] + [6.0 * 0.99 ** i for i in range(len(wer) - 8)]
+    return wer, cer
+
+
+def test_companion_still_improving_vetoes_a_stop() -> None:
+    wer, cer = wer_plateau_cer_improving()
+    energy, rule = cumulative(len(wer)), EnergyAwareRule()
+    alone = first_stop(rule, energy, wer)
+    assert alone is not None
+    vetoed = rule.decide(energy[: alone + 1], wer[: alone + 1], companion=cer[: alone + 1])
+    assert not vetoed.stop and "vetoed" in vetoed.reason and vetoed.warmed_up
+    flat_cer = [v / 2.5 for v in wer]  # the companion on the same plateau: no veto
+    assert rule.decide(energy[: alone + 1], wer[: alone + 1], companion=flat_cer[: alone + 1]).stop
+
+
+def test_companion_never_evaluated_or_ideal_value_is_not_vetoed() -> None:
+    wer, _ = wer_plateau_cer_improving()
+    energy, rule = cumulative(len(wer)), EnergyAwareRule()
+    assert rule.decide(energy, wer, companion=[NAN] * len(wer)).stop
+    zero = [0.3, 0.2, 0.1, 0.0]
+    assert rule.decide(cumulative(4), zero, companion=[0.2, 0.15, 0.1, 0.05]).stop  # 0 error: nothing to gain
+
+
+def test_companion_with_an_absolute_threshold_is_judged_at_the_same_relative_rate() -> None:
+    wer, cer = wer_plateau_cer_improving()
+    energy = cumulative(len(wer))
+    rule = EnergyAwareRule(0.01, unit="kwh")
+    assert rule._companion_rule(wer, cer).threshold == pytest.approx(0.01 * min(cer) / min(wer))
+    assert not rule.decide(energy, wer, companion=cer).stop
+
+
+def test_companion_length_must_match_and_rules_without_it_still_work() -> None:
+    with pytest.raises(ConfigError, match="companion values"):
+        EnergyAwareRule().decide(cumulative(12), plateau_curve()[:12], companion=[1.0])
+
+    class Legacy:
+        def decide(self, energy, metric):
+            return Decision(len(metric) > 2)
+
+    assert call_decide(Legacy(), [1, 2, 3], [3, 2, 1], companion=[1, 1, 1]).stop
+    assert not call_decide(PatienceRule(3), [1, 2, 3], [3, 2, 1], companion=[1, 1, 1]).stop

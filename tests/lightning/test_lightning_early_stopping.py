@@ -406,3 +406,40 @@ def test_threshold_read_from_an_earlier_run(tmp_path):
     assert stopper.threshold_per_unit == pytest.approx(expected.value)
     assert stopper.threshold == str(tracker.ledger_dir)
     assert stopper.rule_kwargs["patience"] == expected.rule["patience"]
+
+
+class WerCerModel(BoringModel):
+    """Logs ``val_wer`` and ``val_cer`` from two lists, one value per epoch."""
+
+    def __init__(self, wers, cers) -> None:
+        super().__init__()
+        self.wers, self.cers = list(wers), list(cers)
+
+    def on_validation_epoch_end(self) -> None:
+        epoch = min(self.current_epoch, len(self.wers) - 1)
+        self.log("val_wer", torch.tensor(float(self.wers[epoch])))
+        self.log("val_cer", torch.tensor(float(self.cers[epoch])))
+
+
+WER_PLATEAU = [50, 35, 27, 22, 19, 17, 16, 15.5, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2]
+CER_FALLING = [v / 2.5 for v in WER_PLATEAU[:8]] + [6.0 * 0.99**i for i in range(8)]
+
+
+@pytest.mark.parametrize(("companion", "stops"), [("auto", False), ("val_cer", False), (None, True)])
+def test_a_still_improving_cer_vetoes_the_energy_stop_on_a_wer_plateau(tmp_path, companion, stops):
+    # constant power: every epoch costs the same energy, so the history is the synthetic curve's
+    stopper = ES(monitor="val_wer", companion=companion)
+    trainer = make_trainer(tmp_path, [_tracker(), stopper], max_epochs=len(WER_PLATEAU))
+    trainer.fit(WerCerModel(WER_PLATEAU, CER_FALLING))
+    assert stopper.energy_stopped is stops
+    assert (trainer.current_epoch < len(WER_PLATEAU)) is stops
+    if companion is not None:
+        assert stopper.companion_history == pytest.approx(CER_FALLING)
+        assert stopper.state_dict()["companion_history"] == stopper.companion_history
+    else:
+        assert stopper.companion_history == []
+
+
+def test_companion_validation():
+    with pytest.raises(ConfigError, match="companion="):
+        ES(monitor="val_wer", companion="")

@@ -125,8 +125,17 @@ def test_unreadable_table_falls_back_and_says_why(tmp_path):
     bad.write_text("Model;Watts\nX;1\n")
     with pytest.raises(ReadError, match="Name,TDP"):
         load_tdp_table(bad)
-    power = cpu_power_per_core(Path("/proc/cpuinfo"), table_path=bad)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC 7763 64-Core Processor\ncpu cores\t: 64\n")
+    power = cpu_power_per_core(cpuinfo, table_path=bad)
     assert power.w_per_core == FALLBACK_W_PER_CORE and "Name,TDP" in power.source
+
+
+def test_a_model_without_number_skips_the_table(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC\ncpu cores\t: 2\n")
+    power = cpu_power_per_core(cpuinfo, table_path=tmp_path / "absent.csv")  # never opened
+    assert power.w_per_core == FALLBACK_W_PER_CORE and "names no model number" in power.source
 
 
 def test_codecarbon_is_not_imported():

@@ -153,3 +153,21 @@ def test_report_hook_is_optional_and_never_raises(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(report_module, "write_run_report", fail)
     with pytest.warns(RuntimeWarning, match="disk full"):
         assert try_write_run_report(tmp_path, "valid_WER", "min") is False
+
+
+WER_PLATEAU = [50, 35, 27, 22, 19, 17, 16, 15.5, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2, 15.2]
+CER_FALLING = [v / 2.5 for v in WER_PLATEAU[:8]] + [6.0 * 0.99**i for i in range(8)]
+
+
+@pytest.mark.parametrize(("companion", "vetoed"), [("auto", True), ("CER", True), (None, False)])
+def test_a_still_improving_cer_vetoes_the_energy_stop_on_a_wer_plateau(companion: str | None, vetoed: bool) -> None:
+    counter = EnergyAwareEpochCounter(30, _tracker(), companion=companion)
+    _with_history(counter, [1.0] * len(WER_PLATEAU), WER_PLATEAU)
+    for epoch, cer in enumerate(CER_FALLING, start=1):
+        counter.tracker.history[epoch].metrics["valid_CER"] = cer
+    reason = counter.decide()
+    assert (reason == "") is vetoed
+    if not vetoed:
+        assert reason.startswith("valid_WER: ")
+    counter.companion = "PER"  # a stat that was never logged: no veto
+    assert counter.decide().startswith("valid_WER: ")
