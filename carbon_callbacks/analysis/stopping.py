@@ -13,6 +13,7 @@ Both are pure: ``decide(energy, metric)`` sees only the history it is given.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import statistics
@@ -65,9 +66,16 @@ def call_decide(
     rule: Any, energy: Sequence[float], metric: Sequence[float], companion: Sequence[float] | None = None
 ) -> "Decision":
     """``rule.decide(energy, metric)``, with ``companion=`` when given and the rule accepts it."""
-    if companion is not None and "companion" in inspect.signature(rule.decide).parameters:
+    if companion is not None and _takes_companion(getattr(rule.decide, "__func__", rule.decide)):
         return rule.decide(energy, metric, companion=companion)
     return rule.decide(energy, metric)
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_companion(decide: Any) -> bool:
+    """Whether a ``decide`` function has a ``companion`` parameter (looked up once per function: replay and
+    suggest call rules millions of times)."""
+    return "companion" in inspect.signature(decide).parameters
 
 
 @dataclass(frozen=True)
@@ -207,9 +215,6 @@ class PatienceRule:
             return Decision(True, f"no improvement in the last {wait} evaluations (patience {self.patience})",
                             evaluations_below=wait, warmed_up=True)
         return Decision(False, evaluations_below=wait, warmed_up=True)
-
-
-_IDEAL_REASON = "ideal value reached:"  # how an ideal-value stop's reason starts (never vetoed)
 
 
 def _vetoed(decision: Decision, why: str) -> Decision:
@@ -384,8 +389,9 @@ class EnergyAwareRule:
         if companion is not None and len(companion) != len(energy):
             raise ConfigError(f"decide: {len(companion)} companion values for {len(energy)} points; give one per point")
         decision = self._decide(energy, metric)
-        if not decision.stop or companion is None or decision.reason.startswith(_IDEAL_REASON):
-            return decision
+        sign = 1.0 if self.mode == "min" else -1.0
+        if not decision.stop or companion is None or self._ideal_reached(_evaluated(energy, metric, sign)[1], sign):
+            return decision  # an ideal value cannot improve: never vetoed
         if not any(v is not None and math.isfinite(float(v)) for v in companion):
             return decision  # never evaluated: no evidence either way
         other = self._companion_rule(metric, companion)._decide(energy, companion)
@@ -409,11 +415,10 @@ class EnergyAwareRule:
         n = len(xs)
         if n == 0:
             return Decision(False, "no evaluation yet")
-        ideal = self._signed_ideal(ys, sign)
-        if ideal is not None and min(ys) <= ideal:
+        if self._ideal_reached(ys, sign):
             return Decision(
-                True, f"{_IDEAL_REASON} the best value {sign * min(ys):.4g} equals the metric's ideal value "
-                f"{sign * ideal:.4g}: nothing is left to gain", warmed_up=True,
+                True, f"ideal value reached: the best value {sign * min(ys):.4g} equals the metric's ideal value "
+                f"{sign * self._signed_ideal(ys, sign):.4g}: nothing is left to gain", warmed_up=True,
             )
         last = self._check(xs, ys, n)
         if not last.warmed:
@@ -428,6 +433,11 @@ class EnergyAwareRule:
                 break
         stop = below >= self.patience
         return Decision(stop, self._reason(last, sign, below, stop), last.rate, last.threshold, below, True)
+
+    def _ideal_reached(self, ys: Sequence[float], sign: float) -> bool:
+        """The best of the signed values ``ys`` (non-empty) equals the metric's ideal value."""
+        ideal = self._signed_ideal(ys, sign)
+        return ideal is not None and min(ys) <= ideal
 
     def _signed_ideal(self, ys: Sequence[float], sign: float) -> float | None:
         if self.ideal is None:

@@ -183,7 +183,7 @@ class EnergyAwareEarlyStopping(EarlyStopping):
         self.energy_history.append(self._tracker.cumulative(self.unit))
         self.metric_history.append(_finite(current))
         key = companion_metric(self.monitor, logs) if self.companion == "auto" else self.companion
-        if key is not None and key in logs or self.companion_history:  # from the first check that logs it
+        if (key is not None and key in logs) or self.companion_history:  # from the first check that logs it
             missing = len(self.metric_history) - 1 - len(self.companion_history)
             self.companion_history.extend([math.nan] * missing)
             self.companion_history.append(_finite(logs[key]) if key is not None and key in logs else math.nan)
