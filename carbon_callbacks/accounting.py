@@ -202,18 +202,21 @@ class EnergyAccountant:
     def is_open(self, stage: str) -> bool:
         return self._recorder is not None and self._recorder.is_open(stage)
 
+    def heartbeat_due(self) -> bool:
+        """``heartbeat_s`` have passed since the last saved open window (cheap: called at every step)."""
+        return time.monotonic() - self._last_heartbeat >= self.heartbeat_s
+
     def heartbeat(self, stage: str, epoch: int, global_step: int = 0, force: bool = False) -> None:
         """On the writer rank, at most every ``heartbeat_s``, save the open window for crash recovery.
 
         A crash allows no reduction across ranks, so the saved window scales this rank's device energy by the
         world size and its host energy by the node count, and says so.
         """
-        now = time.monotonic()
-        if not force and now - self._last_heartbeat < self.heartbeat_s:
-            return  # the common case, once per training step: keep it first and cheap
+        if not (force or self.heartbeat_due()):
+            return
         if self._writer is None or not self.is_open(stage):
             return
-        self._last_heartbeat = now
+        self._last_heartbeat = time.monotonic()
         m = self.recorder.snapshot(stage)
         scale_device = self.world_size
         scale_host = self.num_nodes
@@ -281,16 +284,18 @@ class EnergyAccountant:
         metrics: Mapping[str, float] | None = None,
         global_step: int = 0,
         status: str = "complete",
+        sync: bool = True,
     ) -> LedgerRow:
         """Price a measurement already reduced across ranks, add it to the totals and append it to the ledger.
 
         Call on every rank with the same reduced measurement so totals agree; only the writer rank writes.
+        ``sync=False`` leaves the flush to disk to the next synced row (for rows written together).
         """
         row = self.make_row(m, epoch=epoch, metrics=metrics, global_step=global_step, status=status)
         self.totals.add(row)
         self.rows_written += 1
         if self._writer is not None:
-            self._writer.append(row)
+            self._writer.append(row, sync=sync)
             self._writer.clear_open_window()
         return row
 
@@ -327,7 +332,7 @@ class EnergyAccountant:
             "world_size": self.world_size,
             "num_nodes": self.num_nodes,
             "host": platform.node(),
-            "platform": platform.platform(),
+            "platform": "-".join((platform.system(), platform.release(), platform.machine())),  # no libc scan
             "python": platform.python_version(),
             "versions": dict(_versions()),
         }

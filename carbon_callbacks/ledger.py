@@ -1,7 +1,7 @@
 """The append-only per-run ledger ``energy.csv``: one full-precision row per closed window.
 
-Each row is written with one ``write`` on a file opened with ``O_APPEND`` and flushed to disk with ``fsync``, so
-the file is readable while the run is alive and survives a kill at any moment. Reopening appends, never
+Each row is written with one ``write`` on a file opened with ``O_APPEND`` and flushed to disk with ``fsync`` (once
+for rows written together), so the file is readable while the run is alive and survives a kill at any moment. Reopening appends, never
 rewrites; a partial last line left by a kill is closed with :data:`PARTIAL_MARK` and a newline, and
 :func:`read_ledger` skips every line that carries the mark, is not newline-terminated, or does not parse.
 Text fields never contain a line break or the mark (they are replaced by spaces), so one row is one line.
@@ -199,8 +199,12 @@ class LedgerWriter:
         except ReadError as exc:
             raise ConfigError(f"{exc}; move it away or choose another directory") from None
 
-    def append(self, row: LedgerRow) -> None:
-        """Append one row and flush it to disk (header first when the file is new)."""
+    def append(self, row: LedgerRow, sync: bool = True) -> None:
+        """Append one row (header first when the file is new) and, with ``sync``, flush the file to disk.
+
+        The write alone survives a killed process; ``sync`` also survives a machine crash. When several rows
+        are written together, syncing the last one is enough (``fsync`` flushes the whole file).
+        """
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -212,7 +216,8 @@ class LedgerWriter:
             elif not _ends_with_newline(self.path, size):
                 prefix = PARTIAL_MARK + "\n"  # close a partial line left by a kill; the reader skips it
             os.write(fd, (prefix + _format(row)).encode("utf-8"))
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -64,6 +64,17 @@ def test_round_trip_keeps_every_float64_digit(tmp_path: Path) -> None:
     assert header == ",".join(LEDGER_COLUMNS)
 
 
+def test_rows_written_together_share_one_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    writer = LedgerWriter(tmp_path)
+    writer.append(make_row(0), sync=False)
+    assert read_ledger(writer.path) == [make_row(0)] and not synced  # written: a killed process keeps it
+    writer.append(make_row(0, stage="validate"))
+    assert len(synced) == 1 and len(read_ledger(writer.path)) == 2
+
+
 def test_a_newline_in_a_note_never_splits_a_row(tmp_path: Path) -> None:
     writer = LedgerWriter(tmp_path)
     writer.append(make_row(0, note="first line\nsecond line\r\nthird"))

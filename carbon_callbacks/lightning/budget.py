@@ -11,6 +11,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ..errors import ConfigError
 from ._dist import broadcast_from_zero
+from ._hooks import skip_unused_batch_hooks
 from .tracker import EnergyTracker, find_tracker
 
 __all__ = ["CarbonBudget"]
@@ -26,6 +27,7 @@ def _check_budget(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+@skip_unused_batch_hooks
 class CarbonBudget(Callback):
     """Stops at the end of an epoch when the next epoch would exceed the budget.
 

@@ -20,11 +20,13 @@ from ..analysis.stopping import Decision, EnergyAwareRule, call_decide, companio
 from ..analysis.threshold import resolve_threshold
 from ..errors import ConfigError
 from ._dist import warn_if_foreign_trainer
+from ._hooks import skip_unused_batch_hooks
 from .tracker import EnergyTracker, find_tracker
 
 __all__ = ["EnergyAwareEarlyStopping"]
 
 
+@skip_unused_batch_hooks
 class EnergyAwareEarlyStopping(EarlyStopping):
     """Stop when the monitored metric stops paying for its energy, or for any reason ``EarlyStopping`` stops.
 

@@ -30,6 +30,7 @@ from ._dist import (
     is_evaluating_outside_fit,
     warn_if_foreign_trainer,
 )
+from ._hooks import skip_unused_batch_hooks
 from .inference import InferenceCost
 
 __all__ = ["EnergyTracker", "LOGGED_KEYS", "find_tracker"]
@@ -53,6 +54,7 @@ def _check_monitor(monitor: str | Sequence[str] | None) -> tuple[str, ...] | Non
     return keys
 
 
+@skip_unused_batch_hooks
 class EnergyTracker(Callback):
     """Meters each epoch's train and validation stages, sanity checks and inference runs; logs and records them.
 
@@ -268,7 +270,8 @@ class EnergyTracker(Callback):
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._heartbeat(trainer)
+        if self.accountant.heartbeat_due():  # at every step: a clock comparison, before any trainer property
+            self._heartbeat(trainer)
 
     def _heartbeat(self, trainer: "pl.Trainer", force: bool = False) -> None:
         try:
@@ -312,8 +315,9 @@ class EnergyTracker(Callback):
             return
         metrics = self._metrics(trainer, _METRIC_PREFIXES["validate"])
         pending, self._pending = self._pending, []
-        for m, row in pending:
-            self.accountant.record(m, epoch=row.epoch, metrics=metrics, global_step=row.global_step)
+        for k, (m, row) in enumerate(pending, 1):
+            last = k == len(pending)  # one fsync for the epoch's rows
+            self.accountant.record(m, epoch=row.epoch, metrics=metrics, global_step=row.global_step, sync=last)
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self.settle(trainer, pl_module)

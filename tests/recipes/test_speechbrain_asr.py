@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from carbon_callbacks.ledger import read_ledger
+from tests._torchrun import run_torchrun
 
 from .conftest import REPO, RECIPES, load_recipe
 
@@ -44,14 +44,15 @@ def test_two_epochs_write_wer_and_energy(tiny_asr: Path, tmp_path: Path) -> None
 
 def test_ddp_two_processes_over_gloo(tiny_asr: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "out"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(RECIPES / "speechbrain/asr_ctc/train.py"), str(HPARAMS), *_overrides(tiny_asr, tmp_path, 1),
+        str(RECIPES / "speechbrain/asr_ctc/train.py"), str(HPARAMS), *_overrides(tiny_asr, out, 1),
         "--distributed_backend=gloo",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    done = run_torchrun(command, cwd=tmp_path, env=env, timeout_s=240, output=out)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [r for r in read_ledger(tmp_path / "energy.csv") if r.stage == "epoch"]
+    rows = [r for r in read_ledger(out / "energy.csv") if r.stage == "epoch"]
     assert [r.epoch for r in rows] == [1]
     assert rows[0].world_size == 2 and rows[0].energy_kwh > 0
-    assert len(_valid_wers(tmp_path / "train_log.txt")) == 1
+    assert len(_valid_wers(out / "train_log.txt")) == 1

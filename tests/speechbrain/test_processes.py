@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from carbon_callbacks.ledger import read_ledger
+from tests._torchrun import run_torchrun
 from tests.speechbrain import tiny_recipe as tr
 
 SCRIPT = Path(tr.__file__)
@@ -64,12 +65,12 @@ def test_sigkilled_run_resumes_and_the_ledger_keeps_every_window(tmp_path: Path)
 
 def test_two_ranks_under_torchrun_sum_devices_count_the_host_once_and_stop_together(tmp_path: Path) -> None:
     tr.hparams_yaml(tmp_path)
-    result = _run(
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[2])}
+    result = run_torchrun(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
          "hparams.yaml", "--distributed_backend=gloo", "--device=cpu", "--noprogressbar",
          "--number_of_epochs=3", "--max_kwh=1e-12", "--code_path_too=True"],
-        tmp_path,
-        timeout_s=240.0,
+        cwd=tmp_path, env=env, timeout_s=240.0, output=tmp_path / "out",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"
