@@ -1,9 +1,10 @@
 """The append-only per-run ledger ``energy.csv``: one full-precision row per closed window.
 
 Each row is written with one ``write`` on a file opened with ``O_APPEND`` and flushed to disk with ``fsync`` (once
-for rows written together), so the file is readable while the run is alive and survives a kill at any moment. Reopening appends, never
-rewrites; a partial last line left by a kill is closed with :data:`PARTIAL_MARK` and a newline, and
-:func:`read_ledger` skips every line that carries the mark, is not newline-terminated, or does not parse.
+for rows written together), so the file is readable while the run is alive and survives a kill at any moment.
+Reopening appends, never rewrites; a partial last line left by a kill is closed with :data:`PARTIAL_MARK` and a
+newline, and :func:`read_ledger` skips every line that carries the mark, is not newline-terminated, or does not
+parse.
 Text fields never contain a line break or the mark (they are replaced by spaces), so one row is one line.
 """
 

@@ -2,7 +2,7 @@
 
 Lightning calls every hook on every callback, at every batch, unless the attribute is not callable
 (``trainer/call.py::_call_callback_hooks`` tests ``callable(fn)``). Each such call costs about 1.3 us (a
-profiler section named after ``state_key`` included): 6 calls per training step, or 1.4% of a 0.57 ms step for a
+profiler section named after ``state_key`` included): 6 calls per training step, or 1.5% of a 0.5 ms step for a
 callback that uses none of them (``docs/benchmarks.md``).
 """
 
