@@ -520,6 +520,14 @@ def _hook_table(et: dict[str, Any]) -> list[str]:
     return lines
 
 
+def per_step_us(micro: dict[str, float]) -> float:
+    """EnergyTracker's cost per training step (us): Lightning's dispatch of ``on_train_batch_end`` with its body,
+    and of the other per-step hooks, which it sets to None."""
+    return micro["dispatch of on_train_batch_end to EnergyTracker"] + (HOOKS_PER_STEP - 1) * micro[
+        "dispatch of a skipped hook (None) to EnergyTracker"
+    ]
+
+
 def _micro_table(micro: dict[str, Any], none: dict[str, Any]) -> list[str]:
     if "error" in micro:
         return ["", f"Per-call costs: failed ({micro['error']})"]
@@ -540,7 +548,7 @@ def _micro_table(micro: dict[str, Any], none: dict[str, Any]) -> list[str]:
         micro["dispatch of on_train_batch_end to EnergyTracker"],
         micro["dispatch of a no-op hook to an empty Callback"],
     )
-    per_step, any_cb = (HOOKS_PER_STEP - 1) * skipped + own, HOOKS_PER_STEP * empty
+    per_step, any_cb = per_step_us(micro), HOOKS_PER_STEP * empty
     share = (lambda us: f" ({100 * us / step_us:.2f}% of a step)") if step_us else (lambda us: "")
     lines += [
         "",
@@ -576,12 +584,9 @@ def attributable_ms(et: dict[str, Any], micro: dict[str, float]) -> dict[str, fl
     """
     steps = et["steps"]
     others = {name: h for name, h in et["hooks"].items() if name != "on_train_batch_end"}
-    per_step = micro["dispatch of on_train_batch_end to EnergyTracker"] + (HOOKS_PER_STEP - 1) * micro[
-        "dispatch of a skipped hook (None) to EnergyTracker"
-    ]
     dispatch = sum(h["calls"] for h in others.values()) * micro["dispatch of a no-op hook to an empty Callback"]
     return {
-        "per_step": steps * per_step / 1000,
+        "per_step": steps * per_step_us(micro) / 1000,
         "other_hooks": sum(h["total_ms"] for h in others.values()) + dispatch / 1000,
         "start_stop": max(0.0, 1000 * et["fixed_extra_s"]["median"]),
     }

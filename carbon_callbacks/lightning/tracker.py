@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ..accounting import EnergyAccountant
-from ..carbon import Intensity
+from ..carbon import DEFAULT_PUE, Intensity
 from ..errors import ConfigError
 from ..ledger import LedgerRow
 from ..measurement import Measurement
@@ -79,7 +79,7 @@ class EnergyTracker(Callback):
         country: str | None = None,
         region: str | None = None,
         intensity: float | Intensity | str | Path | None = None,
-        pue: float = 1.0,
+        pue: float = DEFAULT_PUE,
         price_per_kwh: float | None = None,
         log_dir: str | Path | None = None,
         monitor: str | Sequence[str] | None = None,
