@@ -31,6 +31,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import json
 import os
 import platform
@@ -113,20 +115,21 @@ def _module(features: int, hidden: int) -> Any:
 
 
 class _HookTimer:
-    """Wraps the ``Callback`` hooks that a callback's class overrides with perf_counter; seconds per hook.
+    """Wraps the ``Callback`` hooks that ``cls`` overrides with perf_counter, on ``cls`` itself; seconds per hook.
 
-    Hooks the class sets to None (skipped by Lightning) stay None."""
+    Each arm runs in its own process, so patching the class touches nothing else, and the callback still sees
+    its own hooks as its class's: hooks set to None, on the class or for a while on the object (both skipped by
+    Lightning), stay skipped as without timing."""
 
-    def __init__(self, callback: Any, base: type) -> None:
+    def __init__(self, cls: type, base: type) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        hooks = [
-            n for n, fn in vars(type(callback)).items() if callable(fn) and n in vars(base) and callable(vars(base)[n])
-        ]
-        for name in sorted(hooks):
-            setattr(callback, name, self._wrap(name, getattr(callback, name)))
+        hooks = [n for n, fn in vars(cls).items() if callable(fn) and n in vars(base) and callable(vars(base)[n])]
+        for name in hooks:
+            setattr(cls, name, self._wrap(name, vars(cls)[name]))
 
     def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
@@ -164,8 +167,8 @@ def _arm_callbacks(arm: str, lib: Any, cfg: argparse.Namespace, workdir: Path) -
     if arm == "empty":
         return [type("Empty", (Callback,), {})()], dict
     if arm == "energytracker":
+        timer = _HookTimer(lib, Callback)
         tracker = lib(report=False)
-        timer = _HookTimer(tracker, Callback)
 
         def stop_et() -> dict:
             return {
@@ -255,7 +258,7 @@ def _time_report(tracker: Any, trainer: Any, module: Any) -> float | None:
     before = set(directory.iterdir()) if directory is not None and directory.is_dir() else set()
     tracker.report = True
     t0 = time.perf_counter()
-    type(tracker).on_fit_end(tracker, trainer, module)  # the class's hook, not the timing wrapper
+    inspect.unwrap(type(tracker).on_fit_end)(tracker, trainer, module)  # the hook, not the timing wrapper
     elapsed = time.perf_counter() - t0
     after = set(directory.iterdir()) if directory is not None and directory.is_dir() else set()
     return elapsed if after - before else None
@@ -520,12 +523,13 @@ def _hook_table(et: dict[str, Any]) -> list[str]:
     return lines
 
 
-def per_step_us(micro: dict[str, float]) -> float:
-    """EnergyTracker's cost per training step (us): Lightning's dispatch of ``on_train_batch_end`` with its body,
-    and of the other per-step hooks, which it sets to None."""
-    return micro["dispatch of on_train_batch_end to EnergyTracker"] + (HOOKS_PER_STEP - 1) * micro[
-        "dispatch of a skipped hook (None) to EnergyTracker"
-    ]
+def per_step_us(micro: dict[str, float], heartbeat: bool = True) -> float:
+    """EnergyTracker's cost per training step (us): Lightning's dispatch of ``on_train_batch_end`` with its body
+    (in epochs where the heartbeat is checked; else it is None too), and of the other per-step hooks, all None."""
+    skipped = micro["dispatch of a skipped hook (None) to EnergyTracker"]
+    if not heartbeat:
+        return HOOKS_PER_STEP * skipped
+    return micro["dispatch of on_train_batch_end to EnergyTracker"] + (HOOKS_PER_STEP - 1) * skipped
 
 
 def _micro_table(micro: dict[str, Any], none: dict[str, Any]) -> list[str]:
@@ -548,14 +552,17 @@ def _micro_table(micro: dict[str, Any], none: dict[str, Any]) -> list[str]:
         micro["dispatch of on_train_batch_end to EnergyTracker"],
         micro["dispatch of a no-op hook to an empty Callback"],
     )
-    per_step, any_cb = per_step_us(micro), HOOKS_PER_STEP * empty
+    per_step, quiet, any_cb = per_step_us(micro), per_step_us(micro, heartbeat=False), HOOKS_PER_STEP * empty
     share = (lambda us: f" ({100 * us / step_us:.2f}% of a step)") if step_us else (lambda us: "")
     lines += [
         "",
         f"Lightning dispatches {HOOKS_PER_STEP} hooks per training step to every callback. EnergyTracker sets the "
         f"{HOOKS_PER_STEP - 1} it does not use to None, which Lightning skips, so its cost per step is "
-        f"{HOOKS_PER_STEP - 1} x {skipped:.2f} + {own:.2f} = {per_step:.2f} us{share(per_step)}. An empty Callback "
-        f"costs {HOOKS_PER_STEP} x {empty:.2f} = {any_cb:.2f} us{share(any_cb)}.",
+        f"{HOOKS_PER_STEP - 1} x {skipped:.2f} + {own:.2f} = {per_step:.2f} us{share(per_step)} in the epochs that "
+        f"check the heartbeat clock (the first of a run, and any after an epoch longer than half of `heartbeat_s`, "
+        f"30 s by default), and {HOOKS_PER_STEP} x {skipped:.2f} = {quiet:.2f} us{share(quiet)} in the others, "
+        f"where `on_train_batch_end` is None too. An empty Callback costs {HOOKS_PER_STEP} x {empty:.2f} = "
+        f"{any_cb:.2f} us{share(any_cb)}.",
     ]
     return lines
 
@@ -576,17 +583,19 @@ def to_markdown(result: dict[str, Any]) -> str:
 def attributable_ms(et: dict[str, Any], micro: dict[str, float]) -> dict[str, float]:
     """What EnergyTracker adds to one run, from timings that load hardly disturbs (ms).
 
-    * ``per_step``: at every training step, Lightning's dispatch of ``on_train_batch_end`` with its body, and of
-      the per-step hooks set to None (``micro``: timeit inside a fit; the perf_counter wrapper of the hook table
-      would add its own 0.8 us per call);
+    * ``per_step``: at every training step, Lightning's dispatch of ``on_train_batch_end`` with its body in the
+      epochs that check the heartbeat (its calls in the hook table), and of the per-step hooks set to None
+      (``micro``: timeit inside a fit; the perf_counter wrapper of the hook table would add its own 0.8 us per
+      call);
     * ``other_hooks``: the time inside every other hook (hook table) and their dispatch (an empty hook's each);
     * ``start_stop``: constructing the tracker and the Trainer, beyond the same round's ``none`` arm.
     """
     steps = et["steps"]
+    checked = et["hooks"].get("on_train_batch_end", {}).get("calls", 0)  # steps of epochs that check the heartbeat
     others = {name: h for name, h in et["hooks"].items() if name != "on_train_batch_end"}
     dispatch = sum(h["calls"] for h in others.values()) * micro["dispatch of a no-op hook to an empty Callback"]
     return {
-        "per_step": steps * per_step_us(micro) / 1000,
+        "per_step": (checked * per_step_us(micro) + (steps - checked) * per_step_us(micro, heartbeat=False)) / 1000,
         "other_hooks": sum(h["total_ms"] for h in others.values()) + dispatch / 1000,
         "start_stop": max(0.0, 1000 * et["fixed_extra_s"]["median"]),
     }

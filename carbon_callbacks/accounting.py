@@ -206,6 +206,15 @@ class EnergyAccountant:
         """``heartbeat_s`` have passed since the last saved open window (cheap: called at every step)."""
         return time.monotonic() - self._last_heartbeat >= self.heartbeat_s
 
+    def heartbeat_can_fall_due(self, last_epoch_s: float | None) -> bool:
+        """Whether a save of the open window can fall due before the coming epoch writes its own rows.
+
+        Only the writer rank saves. An epoch that follows one shorter than half of ``heartbeat_s`` is expected to
+        end, and write its rows, before a save is due: a crash then loses less than ``heartbeat_s`` without any
+        save. ``last_epoch_s`` is None when it is unknown (the first epoch of a run).
+        """
+        return self._writer is not None and (last_epoch_s is None or last_epoch_s >= self.heartbeat_s / 2)
+
     def heartbeat(self, stage: str, epoch: int, global_step: int = 0, force: bool = False) -> None:
         """On the writer rank, at most every ``heartbeat_s``, save the open window for crash recovery.
 

@@ -195,3 +195,20 @@ def test_metered_window_end_to_end(tmp_path: Path) -> None:
     assert row.co2_kg == pytest.approx(0.11 * 1.2 * 100 / 1000)
     assert read_ledger(acc.ledger_path) == [row]
     assert read_metadata(tmp_path)["run_id"] == "e2e"
+
+
+@pytest.mark.parametrize(
+    ("is_writer", "last_epoch_s", "due"),
+    [
+        (True, None, True),  # first epoch: its length is unknown
+        (True, 29.9, False),  # the epoch will write its rows before 60 s pass
+        (True, 30.0, True),
+        (False, None, False),  # other ranks never save the open window
+    ],
+)
+def test_heartbeat_can_fall_due_only_on_the_writer_in_long_epochs(
+    tmp_path: Path, is_writer: bool, last_epoch_s: float | None, due: bool
+) -> None:
+    acc = EnergyAccountant(fake(), intensity=100.0, heartbeat_s=60.0)
+    acc.setup(directory=tmp_path, is_writer=is_writer)
+    assert acc.heartbeat_can_fall_due(last_epoch_s) is due

@@ -1,4 +1,4 @@
-"""Keep Lightning from dispatching per-batch hooks that a callback does not use.
+"""Keep Lightning from dispatching per-batch hooks that a callback does not use, or does not need for a while.
 
 Lightning calls every hook on every callback, at every batch, unless the attribute is not callable
 (``trainer/call.py::_call_callback_hooks`` tests ``callable(fn)``). Each such call costs about 1.3 us (a
@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["PER_BATCH_HOOKS", "skip_unused_batch_hooks"]
+__all__ = ["PER_BATCH_HOOKS", "arm_hook", "skip_unused_batch_hooks"]
 
 #: Callback hooks Lightning 2.x calls once per batch (training, validation, test, predict).
 PER_BATCH_HOOKS = (
@@ -42,3 +42,15 @@ def skip_unused_batch_hooks(cls: _C) -> _C:
         if getattr(cls, name) is getattr(Callback, name):
             setattr(cls, name, None)
     return cls
+
+
+def arm_hook(callback: Callback, owner: type, name: str, on: bool) -> None:
+    """Have Lightning dispatch hook ``name`` to ``callback`` (its class's method) or skip it (None on the object).
+
+    For a per-batch hook of ``owner`` that is needed only in some epochs or some runs. A subclass of ``owner``
+    that overrides the hook always gets it called.
+    """
+    if on or getattr(type(callback), name) is not getattr(owner, name):
+        vars(callback).pop(name, None)
+    else:
+        setattr(callback, name, None)

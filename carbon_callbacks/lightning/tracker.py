@@ -6,6 +6,7 @@ full-precision ledger (``energy.csv``) beside the logs. All arithmetic lives in
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from ._dist import (
     is_evaluating_outside_fit,
     warn_if_foreign_trainer,
 )
-from ._hooks import skip_unused_batch_hooks
+from ._hooks import arm_hook, skip_unused_batch_hooks
 from .inference import InferenceCost
 
 __all__ = ["EnergyTracker", "LOGGED_KEYS", "find_tracker"]
@@ -68,6 +69,8 @@ class EnergyTracker(Callback):
         progress_bar: show ``energy/total_wh`` on the progress bar.
         report: at the end of ``fit``, write the analyzer's report and figures beside the ledger.
         heartbeat_s: seconds between saves of the open window, so a crash loses at most this much accounting.
+            The clock is checked at every training step only in epochs that can last that long: the first of
+            a run, and any that follows an epoch longer than half of it (shorter epochs write their rows first).
         audio_seconds_fn: ``batch -> seconds of audio`` for the energy per hour of audio of inference runs
             (a module-level function, so that the callback pickles).
         run_id: identifies the run in the ledger across attempts (a random one by default; restored on resume).
@@ -120,6 +123,7 @@ class EnergyTracker(Callback):
         self._epoch = 0
         self._val_flushed = False
         self._epoch_settled = True
+        self._epoch_t0: float | None = None  # monotonic start of the last training epoch of this run
         self._train_piece: Measurement | None = None
         self._pending: list[_Pending] = []
         self._counts = [0.0, 0.0, 0.0]  # batches, utterances, audio seconds of the inference run
@@ -167,6 +171,7 @@ class EnergyTracker(Callback):
     # -- setup, state, attempts ----------------------------------------------------------------------------
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         self._reset_run()
+        arm_hook(self, EnergyTracker, "on_validation_batch_end", stage == "validate")  # batches of validate runs
         warn_if_foreign_trainer(trainer, type(self).__name__)
         found = trainer.log_dir  # a collective under DDP: read it on every rank
         directory = self.log_dir or Path(found or trainer.default_root_dir)
@@ -266,6 +271,15 @@ class EnergyTracker(Callback):
         self._epoch_settled = False
         if self._ready and not self.accountant.is_open("train"):
             self.accountant.begin("train")
+        self._arm_heartbeat()
+
+    def _arm_heartbeat(self) -> None:
+        """Dispatch the per-step heartbeat check only in epochs where a save can fall due (writer rank)."""
+        now = time.monotonic()
+        last_epoch_s = None if self._epoch_t0 is None else now - self._epoch_t0
+        self._epoch_t0 = now
+        due = self._ready and self.accountant.heartbeat_can_fall_due(last_epoch_s)
+        arm_hook(self, EnergyTracker, "on_train_batch_end", due)
 
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
@@ -353,7 +367,7 @@ class EnergyTracker(Callback):
 
     def on_validation_batch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not trainer.sanity_checking and is_evaluating_outside_fit(trainer):
+        if not trainer.sanity_checking and is_evaluating_outside_fit(trainer):  # a subclass may call it in fit
             self._count(batch)
 
     def on_predict_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
