@@ -110,10 +110,18 @@ def _parse(values: list[str]) -> LedgerRow:
         elif key == "estimated":
             out[key] = text.strip().lower() == "true"
         elif key == "metrics":
-            out[key] = {k: float(v) for k, v in (json.loads(text) if text else {}).items()}
+            out[key] = _parse_metrics(text)
         else:
             out[key] = text
     return LedgerRow(**out)
+
+
+def _parse_metrics(text: str) -> dict[str, float]:
+    """The metrics cell: a JSON object of numbers (empty: none). ValueError or TypeError otherwise."""
+    payload = json.loads(text) if text else {}
+    if not isinstance(payload, dict):
+        raise ValueError(f"metrics {text!r} is not a JSON object")
+    return {k: float(v) for k, v in payload.items()}
 
 
 def read_ledger(path: str | os.PathLike) -> list[LedgerRow]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from carbon_callbacks.accounting import EnergyAccountant
 from carbon_callbacks.errors import ConfigError, ReadError
@@ -189,3 +193,54 @@ def test_read_ledger_errors_name_the_file(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ReadError, match="empty.csv: the ledger is empty"):
         read_ledger(empty)
+
+
+# -- fuzzing -------------------------------------------------------------------------------------------------
+_GARBAGE_CELLS = ("", "nan", "inf", "-1", "1.5", "x", '"', "[1]", "1", "{}", '{"a": "b"}', '{"a": [1]}', "true",
+                  "null", "\u00e9", "1e999", ",", "\n")
+_GARBAGE = st.sampled_from(_GARBAGE_CELLS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, len(LEDGER_COLUMNS) - 1), _GARBAGE), max_size=4),
+       cut=st.none() | st.integers(0, 1500), rows=st.integers(1, 3))
+def test_read_ledger_fuzz_skips_bad_rows_and_never_crashes(
+    tmp_path: Path, edits: list[tuple[int, str]], cut: int | None, rows: int
+) -> None:
+    """Good rows with some cells replaced by garbage and the file cut anywhere: only well-formed rows come back."""
+    path = tmp_path / LEDGER_FILENAME
+    path.unlink(missing_ok=True)
+    writer = LedgerWriter(tmp_path)
+    for epoch in range(rows):
+        writer.append(make_row(epoch), sync=False)
+    header, *lines = path.read_text(encoding="utf-8").split("\n")
+    cells = next(csv.reader([lines[0]]))
+    for column, value in edits:
+        cells[column] = value
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    text = "\n".join([header, buf.getvalue().rstrip("\n"), *lines[1:]])
+    path.write_text(text if cut is None else text[: len(header) + 1 + cut], encoding="utf-8")
+    try:
+        got = read_ledger(path)
+    except ReadError:
+        return
+    assert len(got) <= rows
+    assert all(isinstance(r.metrics, dict) and all(isinstance(v, float) for v in r.metrics.values()) for r in got)
+
+
+def test_any_one_garbage_cell_skips_that_row_or_reads_it(tmp_path: Path) -> None:
+    """Every column, every garbage value, between two good rows: the good rows are always read."""
+    writer = LedgerWriter(tmp_path)
+    for epoch in range(3):
+        writer.append(make_row(epoch), sync=False)
+    header, first, middle, last, _ = (tmp_path / LEDGER_FILENAME).read_text(encoding="utf-8").split("\n")
+    cells = next(csv.reader([middle]))
+    for column, name in enumerate(LEDGER_COLUMNS):
+        for value in _GARBAGE_CELLS:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerow(cells[:column] + [value] + cells[column + 1 :])
+            path = tmp_path / f"fuzz_{column}.csv"
+            path.write_text("\n".join([header, first, buf.getvalue().rstrip("\n"), last, ""]), encoding="utf-8")
+            epochs = [r.epoch for r in read_ledger(path)]
+            assert epochs[0] == 0 and epochs[-1] == 2 and len(epochs) in (2, 3), (name, value, epochs)

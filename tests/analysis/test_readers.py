@@ -18,6 +18,7 @@ from carbon_callbacks.analysis.readers_speechbrain import parse_speechbrain_text
 from carbon_callbacks.analysis.run import Run
 from carbon_callbacks.errors import ConfigError, ReadError
 from carbon_callbacks.ledger import LedgerRow, LedgerWriter
+from tests._mutate import damaged
 
 DATA = Path(__file__).parent / "data"
 
@@ -354,3 +355,36 @@ def test_ledger_basis_names_what_was_measured_and_what_estimated(tmp_path: Path)
     assert "estimated by the meters (ram: ram_w_per_gb)" in text
     extrapolated = [replace(base, gpu_method="nvml_counter+extrapolated")]
     assert _basis(extrapolated)[0] == "estimated"
+
+
+_ECAPA_TEXT = "\n".join(
+    f"{e} epoch, LR 0.00{100 - e}, LOSS {3.6 - e / 10:.6f}, ACC {47 + e}.27%, EER {4.4 + e / 5:.2f}%, bestEER 4.40%"
+    for e in range(1, 9)
+)
+_SPEECHBRAIN_TEXT = "\n".join(
+    f"epoch: {e}, lr: 1.00e+00 - train loss: {3 - e / 4:.2f} - valid loss: {2 - e / 5:.2f}, valid WER: {50 - 3 * e:.2f}"
+    for e in range(1, 9)
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("version_0/metrics.csv", (DATA / "lightning_tiny" / "version_0" / "metrics.csv").read_text("utf-8")),
+        ("energy.csv", (DATA / "ledger_tiny" / "energy.csv").read_text("utf-8")),
+        ("score.txt", _ECAPA_TEXT),
+        ("train_log.txt", _SPEECHBRAIN_TEXT),
+    ],
+)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_logs_read_or_fail_with_a_read_error(tmp_path: Path, name: str, text: str,
+                                                     data: st.DataObject) -> None:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data.draw(damaged(text)), encoding="utf-8", errors="replace")
+    try:
+        run = load_run(path, power_w=300.0)
+    except ReadError:
+        return
+    assert len(run) >= 1 and all(np.isfinite(run.energy_kwh)) and all(np.isfinite(run.co2_kg))

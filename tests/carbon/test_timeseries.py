@@ -7,10 +7,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from carbon_callbacks.carbon import resolve_intensity
 from carbon_callbacks.carbon.timeseries import TimeSeriesIntensity, load_intensity_csv
 from carbon_callbacks.errors import ConfigError, ReadError
+from tests._mutate import damaged
 
 DATA = Path(__file__).parent / "data"
 UTC = timezone.utc
@@ -202,3 +205,17 @@ def test_direct_construction_validates() -> None:
     single = TimeSeriesIntensity([t0], [42.0], source="s", basis="b")
     with pytest.warns(RuntimeWarning):
         assert single.mean_g_per_kwh(t0, t0 + timedelta(hours=3)) == 42.0
+
+
+@pytest.mark.parametrize("name", ["generic_hourly.csv", "DE_2023_hourly.csv", "FR_2022_hourly.csv"])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_intensity_files_load_or_fail_with_a_read_error(tmp_path: Path, name: str, data: st.DataObject) -> None:
+    path = tmp_path / name
+    path.write_text(data.draw(damaged((DATA / name).read_text(encoding="utf-8"))), encoding="utf-8")
+    try:
+        series = load_intensity_csv(path)
+    except ReadError:
+        return
+    start = series.first_utc
+    assert series.mean_g_per_kwh(start, start + timedelta(hours=1)) >= 0.0
