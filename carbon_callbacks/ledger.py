@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._files import read_limited
 from .errors import ConfigError, ReadError
 
 __all__ = [
@@ -131,10 +132,7 @@ def read_ledger(path: str | os.PathLike) -> list[LedgerRow]:
         ReadError: the file is missing, empty, or its header is not a carbon_callbacks ledger header.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ReadError(f"{path}: cannot read the ledger ({exc.strerror or exc})") from None
+    text = read_limited(path, "the ledger").decode("utf-8", errors="replace")
     if not text.strip():
         raise ReadError(f"{path}: the ledger is empty")
     lines = text.split("\n")  # the last item is "" or a line still being written / cut off

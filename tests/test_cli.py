@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from carbon_callbacks._files import MAX_FILE_BYTES
 from carbon_callbacks._version import __version__
 from carbon_callbacks.cli import main
 from tests.test_report import write_ledger
@@ -106,12 +107,24 @@ def _empty(tmp_path: Path) -> Path:
     return path
 
 
+def _huge(tmp_path: Path, name: str = "huge.txt") -> Path:
+    """A sparse file one byte over the readers' limit (no disk space used)."""
+    path = tmp_path / name
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)
+    return path
+
+
 @pytest.mark.parametrize(
     "make_args, needle",
     [
         (lambda tmp, log: ["analyze", tmp / "missing.txt"], "missing.txt"),
         (lambda tmp, log: ["analyze", _garbage(tmp)], "garbage.txt"),
         (lambda tmp, log: ["analyze", _empty(tmp)], "empty.txt"),
+        (lambda tmp, log: ["analyze", _huge(tmp)], f"huge.txt: the log has {MAX_FILE_BYTES + 1:,} bytes"),
+        (lambda tmp, log: ["analyze", _huge(tmp, "huge.csv")], f"huge.csv: the log has {MAX_FILE_BYTES + 1:,} bytes"),
+        (lambda tmp, log: ["analyze", log, "--intensity", _huge(tmp, "grid.csv")], "grid.csv: the intensity file has"),
+        (lambda tmp, log: ["analyze", "/dev/zero"], "/dev/zero: not a regular file"),
         (lambda tmp, log: ["analyze", log, "--metric", "valid BLEU"], "valid BLEU"),
         (lambda tmp, log: ["analyze", log, "--mode", "sideways"], "sideways"),
         (lambda tmp, log: ["analyze", log, "--pue", "0.5"], "pue"),

@@ -43,12 +43,13 @@ __all__ = [
 ]
 
 IntensityArg = float | Intensity | str | Path | None
+_FIRST_LINE_CHARS = 1 << 16  # enough for any header; a file without newlines is not read whole
 
 
 def _first_line(path: Path) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.readline().strip()
+            return fh.readline(_FIRST_LINE_CHARS).strip()
     except OSError as exc:
         raise ReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
@@ -70,8 +71,10 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ReadError(
             f"{path}: no energy.csv, version_*/metrics.csv or train_log.txt in this directory: nothing to read"
         )
-    if not path.is_file():
+    if not path.exists():
         raise ReadError(f"{path}: no such file or directory")
+    if not path.is_file():
+        raise ReadError(f"{path}: not a regular file: give a log, a CSV or a run directory")
     first = _first_line(path)
     if path.suffix.lower() == ".csv":
         try:

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .._files import read_limited
 from ..carbon import ConstantIntensity, Intensity, check_pue, resolve_intensity
 from ..errors import ConfigError, ReadError
 from .run import Run
@@ -147,11 +148,8 @@ def parse_duration_s(text: str) -> float:
 
 
 def read_text(path: Path) -> str:
-    """The text of a log file, or :class:`ReadError` naming it."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    """The text of a log file, or :class:`ReadError` naming it (also for files over ``MAX_FILE_BYTES``)."""
+    return read_limited(path, "the log").decode("utf-8", errors="replace")
 
 
 @dataclass

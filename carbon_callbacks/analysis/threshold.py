@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .._files import read_limited
 from ..errors import CarbonCallbacksError, ConfigError
 
 __all__ = ["resolve_threshold"]
@@ -71,10 +72,7 @@ def _checked(value: float) -> float:
 
 def _from_file(path: Path) -> float | None:
     """A threshold written in a small file; None when the file is not a threshold file (e.g. a training log)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the threshold file ({exc.strerror or exc})") from None
+    text = read_limited(path, "the threshold file", error=ConfigError).decode("utf-8", errors="replace").strip()
     try:
         data: Any = json.loads(text)
     except ValueError:

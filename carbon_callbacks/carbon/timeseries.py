@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
+from .._files import read_limited
 from ..errors import ConfigError, ReadError
 from .base import Intensity
 
@@ -143,10 +144,7 @@ def _normalise(name: str) -> str:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReadError(f"{path}: cannot read the intensity file ({exc.strerror or exc})") from None
+    raw = read_limited(path, "the intensity file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
