@@ -170,12 +170,13 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
-    """The run metadata beside a ledger (``{}`` when absent or unreadable)."""
+    """The run metadata beside a ledger (``{}`` when absent, unreadable or not a JSON object)."""
     path = Path(directory) / META_FILENAME
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        payload = json.loads(read_limited(path, "the run metadata").decode("utf-8"))
+    except (ReadError, ValueError):
         return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 class LedgerWriter:

@@ -244,3 +244,9 @@ def test_any_one_garbage_cell_skips_that_row_or_reads_it(tmp_path: Path) -> None
             path.write_text("\n".join([header, first, buf.getvalue().rstrip("\n"), last, ""]), encoding="utf-8")
             epochs = [r.epoch for r in read_ledger(path)]
             assert epochs[0] == 0 and epochs[-1] == 2 and len(epochs) in (2, 3), (name, value, epochs)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"x"', b"null", b"{", b"\xff\xfe", b""])
+def test_metadata_that_is_not_a_json_object_reads_as_none(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "energy.meta.json").write_bytes(content)
+    assert read_metadata(tmp_path) == {}

@@ -388,3 +388,10 @@ def test_damaged_logs_read_or_fail_with_a_read_error(tmp_path: Path, name: str, 
     except ReadError:
         return
     assert len(run) >= 1 and all(np.isfinite(run.energy_kwh)) and all(np.isfinite(run.co2_kg))
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", "null", '{"meter": 5, "versions": [1], "pue": "high", "price_per_kwh": []}'])
+def test_a_ledger_reads_whatever_its_metadata_file_holds(tmp_path: Path, meta: str) -> None:
+    shutil.copy(DATA / "ledger_tiny" / "energy.csv", tmp_path / "energy.csv")
+    (tmp_path / "energy.meta.json").write_text(meta, encoding="utf-8")
+    assert len(load_run(tmp_path)) == len(load_run(DATA / "ledger_tiny"))
