@@ -12,6 +12,7 @@ import pytest
 from carbon_callbacks._files import MAX_FILE_BYTES
 from carbon_callbacks._version import __version__
 from carbon_callbacks.cli import main
+from tests.test_files import sparse_file
 from tests.test_report import write_ledger
 
 SCRIPT = Path(sys.executable).parent / "carbon-callbacks"
@@ -108,11 +109,7 @@ def _empty(tmp_path: Path) -> Path:
 
 
 def _huge(tmp_path: Path, name: str = "huge.txt") -> Path:
-    """A sparse file one byte over the readers' limit (no disk space used)."""
-    path = tmp_path / name
-    with open(path, "wb") as fh:
-        fh.truncate(MAX_FILE_BYTES + 1)
-    return path
+    return sparse_file(tmp_path / name, MAX_FILE_BYTES + 1)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ from carbon_callbacks.errors import ConfigError, ReadError
 from carbon_callbacks.ledger import read_ledger
 
 
-def _sparse(path: Path, size: int) -> Path:
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes that uses no disk space (for files over the readers' limit)."""
     with open(path, "wb") as fh:
         fh.truncate(size)
     return path
@@ -49,6 +50,6 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
     ("reader", "what"), [(read_ledger, "the ledger"), (load_intensity_csv, "the intensity file")]
 )
 def test_huge_files_are_refused_before_reading(tmp_path: Path, reader, what: str) -> None:
-    path = _sparse(tmp_path / "big.csv", MAX_FILE_BYTES + 1)  # sparse: no disk space, no read
+    path = sparse_file(tmp_path / "big.csv", MAX_FILE_BYTES + 1)
     with pytest.raises(ReadError, match=f"big.csv: {what} has {MAX_FILE_BYTES + 1:,} bytes"):
         reader(path)

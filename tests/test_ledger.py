@@ -201,6 +201,16 @@ _GARBAGE_CELLS = ("", "nan", "inf", "-1", "1.5", "x", '"', "[1]", "1", "{}", '{"
 _GARBAGE = st.sampled_from(_GARBAGE_CELLS)
 
 
+def _edited(line: str, edits: list[tuple[int, str]]) -> str:
+    """A ledger line with some cells replaced (``(column, value)``), quoted as the writer quotes."""
+    cells = next(csv.reader([line]))
+    for column, value in edits:
+        cells[column] = value
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue().rstrip("\n")
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.integers(0, len(LEDGER_COLUMNS) - 1), _GARBAGE), max_size=4),
        cut=st.none() | st.integers(0, 1500), rows=st.integers(1, 3))
@@ -214,12 +224,7 @@ def test_read_ledger_fuzz_skips_bad_rows_and_never_crashes(
     for epoch in range(rows):
         writer.append(make_row(epoch), sync=False)
     header, *lines = path.read_text(encoding="utf-8").split("\n")
-    cells = next(csv.reader([lines[0]]))
-    for column, value in edits:
-        cells[column] = value
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
-    text = "\n".join([header, buf.getvalue().rstrip("\n"), *lines[1:]])
+    text = "\n".join([header, _edited(lines[0], edits), *lines[1:]])
     path.write_text(text if cut is None else text[: len(header) + 1 + cut], encoding="utf-8")
     try:
         got = read_ledger(path)
@@ -235,13 +240,10 @@ def test_any_one_garbage_cell_skips_that_row_or_reads_it(tmp_path: Path) -> None
     for epoch in range(3):
         writer.append(make_row(epoch), sync=False)
     header, first, middle, last, _ = (tmp_path / LEDGER_FILENAME).read_text(encoding="utf-8").split("\n")
-    cells = next(csv.reader([middle]))
     for column, name in enumerate(LEDGER_COLUMNS):
         for value in _GARBAGE_CELLS:
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerow(cells[:column] + [value] + cells[column + 1 :])
             path = tmp_path / f"fuzz_{column}.csv"
-            path.write_text("\n".join([header, first, buf.getvalue().rstrip("\n"), last, ""]), encoding="utf-8")
+            path.write_text("\n".join([header, first, _edited(middle, [(column, value)]), last, ""]), encoding="utf-8")
             epochs = [r.epoch for r in read_ledger(path)]
             assert epochs[0] == 0 and epochs[-1] == 2 and len(epochs) in (2, 3), (name, value, epochs)
 
